@@ -1,0 +1,411 @@
+"""The typed MVSEP API client (synchronous, thread-safe for the engine's worker pool).
+
+Every ``/api/`` call goes through :meth:`MvsepClient._call`: the optional :class:`RequestGate`
+paces it, :func:`~daemon.mvsep.failures.translate_errors` and
+:func:`~daemon.mvsep.failures.check_response` map every failure into :mod:`daemon.errors`,
+and stamina retries :class:`~daemon.errors.RetryLater` (see :meth:`MvsepClient.create` for the
+stricter create rules). The API token travels only in form fields and query strings; no
+message, repr or log line built here contains it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Protocol, Self, TypeVar, cast
+
+import httpx
+import stamina
+import structlog
+
+from daemon.errors import ApiServerError
+from daemon.mvsep.failures import (
+    REDACTED,
+    CallContext,
+    check_response,
+    make_retry_hook,
+    parse_retry_after,
+    translate_errors,
+)
+from daemon.mvsep.models import (
+    Algorithm,
+    CreateResult,
+    HistoryEntry,
+    JobStatus,
+    QueueInfo,
+    RemoteStatus,
+    UserInfo,
+)
+from daemon.mvsep.transfer import DownloadProgress, ProgressReader, UploadProgress, download_to
+
+log = structlog.get_logger(__name__)
+
+HISTORY_MAX_LIMIT = 20
+_Status = TypeVar("_Status", JobStatus, RemoteStatus)
+_Model = TypeVar("_Model", JobStatus, RemoteStatus, UserInfo, QueueInfo)
+_EMPTY: Mapping[str, str] = {}
+
+
+class RequestGate(Protocol):
+    """Shared pacing of API requests (implemented by ``daemon.pacing``).
+
+    ``acquire(kind)`` blocks until a request of ``kind`` (the endpoint name: ``create``,
+    ``get``, ``get_remote``, ``cancel``, ``algorithms``, ``user``, ``queue``, ``history``) may
+    go; it is called before every attempt, retries included. ``observe`` receives the
+    ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``Retry-After`` headers of every
+    answer (``None`` when absent).
+    """
+
+    def acquire(self, kind: str) -> None: ...
+
+    def observe(
+        self, limit: int | None, remaining: int | None, retry_after_s: float | None
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The last ``X-RateLimit-*`` figures the server sent (``None`` until seen)."""
+
+    limit: int | None = None
+    remaining: int | None = None
+
+
+def _header_int(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name, "").strip()
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+class MvsepClient:
+    """Client of one MVSEP host (``base_url``), which serves a job for its whole life.
+
+    Pass ``http=`` to inject an ``httpx.Client`` (e.g. with ``httpx.MockTransport``); the
+    client then does not close it. Timeouts are set per request: ``connect_timeout_s`` and
+    ``read_timeout_s`` for every call, ``upload_timeout_s`` for the write/read phases of
+    ``create``. Calls other than ``create`` retry :class:`~daemon.errors.RetryLater` up to
+    ``max_attempts`` times within ``retry_timeout_s`` (exponential backoff with jitter, or the
+    server's ``Retry-After`` when it is within ``retry_timeout_s``).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_token: str,
+        http: httpx.Client | None = None,
+        connect_timeout_s: float = 30,
+        read_timeout_s: float = 120,
+        upload_timeout_s: float = 1200,
+        gate: RequestGate | None = None,
+        max_attempts: int = 5,
+        retry_timeout_s: float = 60,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = api_token
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(follow_redirects=True)
+        self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._upload_timeout = httpx.Timeout(
+            upload_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s
+        )
+        self._gate = gate
+        self._max_attempts = max(1, max_attempts)
+        self._retry_timeout_s = retry_timeout_s
+        self._retry_hook = make_retry_hook(retry_timeout_s)
+        self.rate_limit = RateLimit()
+
+    def __repr__(self) -> str:
+        return f"MvsepClient(base_url={self.base_url!r}, api_token={REDACTED!r})"
+
+    def close(self) -> None:
+        """Close the HTTP client if this client created it."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -----------------------------------------------------------------------------------------
+    # separation
+
+    def create(
+        self,
+        *,
+        sep_type: int,
+        output_format: int,
+        options: Mapping[str, str] = _EMPTY,
+        file: Path | None = None,
+        upload_name: str | None = None,
+        url: str | None = None,
+        remote_type: str | None = None,
+        is_demo: bool = False,
+        progress: UploadProgress | None = None,
+    ) -> CreateResult:
+        """Start a separation of ``file`` (streamed from disk) or of a remote ``url``.
+
+        Never pays twice: a create is retried only when it is *known* that nothing was
+        created — the connection could not be opened (``httpx.ConnectError`` /
+        ``ConnectTimeout`` / ``PoolTimeout``: not a byte was sent), the server answered 429
+        (refused before processing) or refused for the parallel-job limit (``ApiSlotsFull``).
+        Anything that fails once the request may have reached the server — a read/write
+        timeout, a dropped connection, a protocol error, a 5xx, an unreadable success answer —
+        raises :class:`~daemon.errors.OutcomeUnknown` without retrying: MVSEP may have created
+        (and charged) the job, so the caller must reconcile through ``separation_history``
+        (``upload_name`` carries a per-job nonce for that) instead of re-sending. 400/401 and
+        ``success: false`` raise :class:`~daemon.errors.WillNeverWork` subclasses.
+        """
+        if (file is None) == (url is None):
+            raise ValueError("create needs exactly one of file= or url=")
+        fields: dict[str, str] = {
+            "api_token": self._token,
+            "sep_type": str(sep_type),
+            "output_format": str(output_format),
+            **{str(k): str(v) for k, v in options.items()},
+        }
+        if is_demo:
+            fields["is_demo"] = "1"
+        if url is not None:
+            fields["url"] = url
+            if remote_type is not None:
+                fields["remote_type"] = remote_type
+        ctx = self._context("create", "POST", "/api/separation/create", create=True)
+        for attempt in stamina.retry_context(on=self._retry_hook, **self._retry_limits()):
+            with attempt:
+                if file is None:
+                    body = self._send(ctx, data=fields, timeout=self._upload_timeout)
+                else:
+                    body = self._upload(ctx, fields, file, upload_name, progress)
+                with translate_errors(ctx):
+                    return CreateResult.model_validate(_data(body))
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    def _upload(
+        self,
+        ctx: CallContext,
+        fields: dict[str, str],
+        file: Path,
+        upload_name: str | None,
+        progress: UploadProgress | None,
+    ) -> Any:
+        """One multipart attempt, streaming ``file`` from disk (a fresh handle per attempt)."""
+        with open(file, "rb") as raw:
+            total = file.stat().st_size
+            reader = cast(IO[bytes], ProgressReader(raw, total=total, progress=progress))
+            files = {"audiofile": (upload_name or file.name, reader)}
+            return self._send(ctx, data=fields, files=files, timeout=self._upload_timeout)
+
+    def get(self, hash: str) -> JobStatus:
+        """Status of job ``hash``; raises :class:`~daemon.errors.ApiNotFound` when unknown.
+
+        A ``failed`` job is returned (``status == "failed"``, ``message`` = reason), not
+        raised. Check :attr:`JobStatus.is_finished` before downloading.
+        """
+        path = "/api/separation/get"
+        body = self._call("get", "GET", path, params=self._q(hash=hash))
+        return self._parse_status(JobStatus, "get", path, body)
+
+    def get_remote(self, hash: str) -> RemoteStatus:
+        """Status of a url-submitted job; when done, ``.hash`` is the hash for :meth:`get`."""
+        path = "/api/separation/get-remote"
+        body = self._call("get_remote", "GET", path, params=self._q(hash=hash))
+        return self._parse_status(RemoteStatus, "get_remote", path, body)
+
+    def cancel(self, hash: str) -> str:
+        """Cancel a job that has not started (credits are refunded); the server's message."""
+        data = {"api_token": self._token, "hash": hash}
+        body = self._call("cancel", "POST", "/api/separation/cancel", data=data)
+        return _message(body) or "cancelled"
+
+    # -----------------------------------------------------------------------------------------
+    # site and account
+
+    def algorithms(self) -> list[Algorithm]:
+        """The live catalogue of separation types (``render_id`` is the ``sep_type``)."""
+        body = self._call("algorithms", "GET", "/api/app/algorithms")
+        items = body if isinstance(body, list) else _data(body)
+        ctx = self._context("algorithms", "GET", "/api/app/algorithms")
+        with translate_errors(ctx):
+            if not isinstance(items, list):
+                raise ApiServerError(
+                    ctx.describe("expected a list of algorithms"), endpoint="algorithms"
+                )
+            return [Algorithm.model_validate(item) for item in items]
+
+    def user(self) -> UserInfo:
+        """The account: credits left (``premium_minutes``), premium switch, running jobs."""
+        body = self._call("user", "GET", "/api/app/user", params=self._q())
+        return self._validate(UserInfo, "user", "/api/app/user", _data(body))
+
+    def queue(self) -> QueueInfo:
+        """Current queue lengths per plan (shape undocumented; kept as received)."""
+        body = self._call("queue", "GET", "/api/app/queue", params=self._q())
+        data = _data(body)
+        if not isinstance(data, Mapping) or not ({"queue", "plan"} & set(data)):
+            data = body
+        return self._validate(QueueInfo, "queue", "/api/app/queue", data)
+
+    def separation_history(self, *, start: int = 0, limit: int = 20) -> list[HistoryEntry]:
+        """The account's recent jobs, newest first; ``limit`` is clamped to 1..20."""
+        limit = min(max(1, limit), HISTORY_MAX_LIMIT)
+        path = "/api/app/separation_history"
+        params = self._q(start=str(max(0, start)), limit=str(limit))
+        body = self._call("history", "GET", path, params=params)
+        items = _data(body)
+        ctx = self._context("history", "GET", path)
+        with translate_errors(ctx):
+            if items is None:
+                return []
+            if not isinstance(items, list):
+                raise ApiServerError(ctx.describe("expected a list of jobs"), endpoint="history")
+            return [HistoryEntry.model_validate(item) for item in items]
+
+    # -----------------------------------------------------------------------------------------
+    # result files
+
+    def download(self, url: str, dest: Path, *, progress: DownloadProgress | None = None) -> int:
+        """Stream a result file to ``dest`` (via ``dest.part``, fsync, ``os.replace``); bytes.
+
+        Resumes an existing ``.part`` with a ``Range`` request when the server answers 206
+        (otherwise starts over). A body shorter than announced raises
+        :class:`~daemon.errors.ApiConnectionError` and keeps the ``.part``; retries (stamina)
+        resume it. Result urls are not API calls: they do not pass the gate. Disk errors
+        propagate as ``OSError``.
+        """
+        if url.startswith("/"):
+            url = self.base_url + url
+        ctx = self._context("download", "GET", httpx.URL(url).path)
+        for attempt in stamina.retry_context(on=self._retry_hook, **self._retry_limits()):
+            with attempt, translate_errors(ctx):
+                began = time.monotonic()
+                size = download_to(
+                    self._http, url, dest, ctx=ctx, timeout=self._timeout, progress=progress
+                )
+                log.debug(
+                    "mvsep.download",
+                    path=ctx.path,
+                    size=size,
+                    elapsed_s=round(time.monotonic() - began, 3),
+                )
+                return size
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    # -----------------------------------------------------------------------------------------
+    # plumbing
+
+    def _context(
+        self, endpoint: str, method: str, path: str, *, create: bool = False
+    ) -> CallContext:
+        return CallContext(endpoint, method, path, secret=self._token, create=create)
+
+    def _retry_limits(self) -> dict[str, Any]:
+        return {"attempts": self._max_attempts, "timeout": self._retry_timeout_s}
+
+    def _q(self, **params: str) -> dict[str, str]:
+        return {**params, "api_token": self._token}
+
+    def _call(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One idempotent API call with stamina retries; the decoded JSON body."""
+        ctx = self._context(endpoint, method, path)
+        for attempt in stamina.retry_context(on=self._retry_hook, **self._retry_limits()):
+            with attempt:
+                return self._send(ctx, params=params, data=data, timeout=self._timeout)
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    def _send(
+        self,
+        ctx: CallContext,
+        *,
+        timeout: httpx.Timeout,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        files: Mapping[str, tuple[str, IO[bytes]]] | None = None,
+    ) -> Any:
+        """One attempt: gate, request, observe headers, map errors, log (never the token)."""
+        if self._gate is not None:
+            self._gate.acquire(ctx.endpoint)
+        began = time.monotonic()
+        status: int | None = None
+        try:
+            with translate_errors(ctx):
+                response = self._http.request(
+                    ctx.method,
+                    self.base_url + ctx.path,
+                    params=params,
+                    data=data,
+                    files=files,
+                    timeout=timeout,
+                )
+                status = response.status_code
+                self._observe(response)
+                return check_response(ctx, response)
+        finally:
+            log.debug(
+                "mvsep.request",
+                endpoint=ctx.endpoint,
+                method=ctx.method,
+                path=ctx.path,
+                status=status,
+                elapsed_s=round(time.monotonic() - began, 3),
+            )
+
+    def _observe(self, response: httpx.Response) -> None:
+        limit = _header_int(response.headers, "X-RateLimit-Limit")
+        remaining = _header_int(response.headers, "X-RateLimit-Remaining")
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if limit is not None or remaining is not None:
+            self.rate_limit = RateLimit(limit=limit, remaining=remaining)
+        if self._gate is not None:
+            self._gate.observe(limit, remaining, retry_after)
+
+    def _parse_status(self, model: type[_Status], endpoint: str, path: str, body: Any) -> _Status:
+        """Flatten ``{"status": ..., "data": {...}}`` into one model."""
+        data = _data(body)
+        merged = dict(data) if isinstance(data, Mapping) else {}
+        if isinstance(body, Mapping):
+            merged["status"] = body.get("status", merged.get("status"))
+        return self._validate(model, endpoint, path, merged)
+
+    def _validate(self, model: type[_Model], endpoint: str, path: str, data: Any) -> _Model:
+        with translate_errors(self._context(endpoint, "GET", path)):
+            return model.model_validate(data)
+
+
+def _data(body: Any) -> Any:
+    """``body["data"]`` when the body is an object, else the body itself."""
+    if isinstance(body, Mapping):
+        return body.get("data")
+    return body
+
+
+def _message(body: Any) -> str | None:
+    data = _data(body)
+    if isinstance(data, Mapping) and isinstance(data.get("message"), str):
+        return cast(str, data["message"])
+    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
+        return cast(str, body["message"])
+    return None
+
+
+__all__ = ["MvsepClient", "RateLimit", "RequestGate"]
