@@ -1,0 +1,148 @@
+"""Command line: parses arguments, loads config, sets up logs, calls the service. No logic.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad config or usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from daemon import __version__
+from daemon.errors import ConfigError, JournalError, MvsepWatchError
+from daemon.logs import configure_logging
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mvsep-watch",
+        description="Watch folders and separate dropped audio with the MVSEP API.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: see README)")
+    parser.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help="override [logging] format"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", help="run the daemon in the foreground (systemd/launchd start this)")
+    _add_demo(sub)
+    _add_separate(sub)
+    status = sub.add_parser("status", help="show the journal: jobs per state, recent jobs")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--limit", type=int, default=20, help="recent jobs to list")
+    sub.add_parser("check-config", help="validate the config file and exit")
+    sub.add_parser(
+        "emulator", help="run the local MVSEP emulator (see docs/emulator.md)", add_help=False
+    )
+    return parser
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo", help="start the embedded emulator and a daemon on demo folders, drop a file in"
+    )
+    demo.add_argument("inbox", nargs="?", type=Path, help="inbox folder (default: temporary)")
+    demo.add_argument("output", nargs="?", type=Path, help="output folder (default: temporary)")
+    demo.add_argument("--seconds", type=float, default=20.0, help="length of the generated song")
+    demo.add_argument("--once", action="store_true", help="exit after the first song is filed")
+    demo.add_argument("--processing", type=float, default=3.0, help="emulated processing time")
+
+
+def _add_separate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sep = sub.add_parser("separate", help="separate files once and download their stems")
+    sep.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    sep.add_argument("--preset", help="a [presets.NAME] from the config")
+    sep.add_argument("--sep-type", help="separation type: number or algorithm name")
+    for n in (1, 2, 3, 4):
+        sep.add_argument(f"--opt{n}", metavar="KEY", help=f"add_opt{n}: option key or label")
+    sep.add_argument("--format", dest="output_format", help="output format, e.g. flac24, wav16")
+    sep.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
+    sep.add_argument("--base-url", help="MVSEP base URL (overrides [mvsep] base_url)")
+    sep.add_argument("--journal", type=Path, help="journal file (default: the separate journal)")
+    sep.add_argument(
+        "--no-config", action="store_true", help="do not read a config file (token from env)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["emulator"]:
+        return _emulator(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config error: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    except JournalError as exc:
+        print(f"journal error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except MvsepWatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from daemon.demo import run_demo
+
+        _logs(args, None)
+        return run_demo(args)
+    if args.command == "separate":
+        from daemon.separate import run_separate
+
+        return run_separate(args, configure=lambda s: _logs(args, s))
+    from daemon.config import load_settings
+
+    settings, path = load_settings(
+        args.config,
+        require_token=args.command == "run",
+        require_inboxes=args.command == "run",
+    )
+    _logs(args, settings)
+    if args.command == "check-config":
+        print(f"{path}: OK ({len(settings.inbox)} inbox(es), {len(settings.presets)} preset(s))")
+        return EXIT_OK
+    if args.command == "status":
+        from daemon.status import print_status
+
+        return print_status(settings, as_json=args.json, limit=args.limit)
+    from daemon.service import run_service
+
+    return run_service(settings, config_path=path)
+
+
+def _logs(args: argparse.Namespace, settings: object | None) -> None:
+    from daemon.config import Settings
+
+    fmt = args.log_format or (settings.logging.format if isinstance(settings, Settings) else "auto")
+    level = "debug" if args.verbose else "info"
+    if isinstance(settings, Settings) and not args.verbose:
+        level = settings.logging.level
+    secrets = [settings.token()] if isinstance(settings, Settings) else []
+    configure_logging(fmt=fmt, level=level, secrets=secrets)
+
+
+def _emulator(argv: list[str]) -> int:
+    try:
+        from daemon.emulator.cli import main as emulator_main
+    except ImportError as exc:  # the [emulator] extra is not installed
+        print(
+            f"error: the emulator needs the [emulator] extra: pip install 'mvsep-watch[emulator]' "
+            f"({exc})",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    configure_logging(fmt="auto", level="info")
+    return emulator_main(argv)

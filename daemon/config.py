@@ -1,0 +1,391 @@
+"""Configuration: a TOML file with environment overrides, validated once, at the edge.
+
+This is the only module that reads config files and the environment. Where the file comes
+from: ``--config PATH``, else ``$MVSEP_WATCH_CONFIG``, else the platform config dir
+(``~/.config/mvsep-watch/config.toml`` on Linux, ``~/Library/Application Support/...`` on
+macOS). Any key can be overridden from the environment as ``MVSEP_WATCH_<SECTION>__<KEY>``
+(e.g. ``MVSEP_WATCH_MVSEP__BASE_URL``). The API token may come from ``$MVSEP_API_TOKEN``,
+from ``[mvsep] api_token_file`` or from ``[mvsep] api_token``, in that order of precedence.
+
+Every problem becomes one line of a :class:`~daemon.errors.ConfigError` naming the file, the
+key and what was expected; the CLI prints them and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from daemon.errors import ConfigError
+from daemon.formats import OutputFormat, parse_output_format
+
+APP_NAME = "mvsep-watch"
+ENV_CONFIG = "MVSEP_WATCH_CONFIG"
+ENV_TOKEN = "MVSEP_API_TOKEN"
+ENV_PREFIX = "MVSEP_WATCH_"
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def default_state_dir() -> Path:
+    return Path(platformdirs.user_state_dir(APP_NAME))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MvsepSection(_Section):
+    base_url: str = "https://mvsep.com"
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+    read_timeout_s: float = Field(default=120.0, gt=0)
+    upload_timeout_s: float = Field(default=1200.0, gt=0)
+    max_parallel_jobs: int | None = Field(default=None, ge=1, le=100)
+    rate_limit_per_minute: int = Field(default=60, ge=1, le=10_000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class JournalSection(_Section):
+    path: Path = Field(default_factory=lambda: default_state_dir() / "journal.sqlite")
+
+
+class PresetSection(_Section):
+    sep_type: int | str
+    add_opt1: str | int | None = None
+    add_opt2: str | int | None = None
+    add_opt3: str | int | None = None
+    add_opt4: str | int | None = None
+    output_format: str | int = "flac16"
+
+    @field_validator("output_format")
+    @classmethod
+    def _format(cls, value: str | int) -> str | int:
+        parse_output_format(value)
+        return value
+
+    @property
+    def format(self) -> OutputFormat:
+        return parse_output_format(self.output_format)
+
+    def options(self) -> dict[str, str]:
+        """The add_opt fields that are set, as strings (keys or labels, resolved later)."""
+        raw = {
+            "add_opt1": self.add_opt1,
+            "add_opt2": self.add_opt2,
+            "add_opt3": self.add_opt3,
+            "add_opt4": self.add_opt4,
+        }
+        return {k: str(v) for k, v in raw.items() if v is not None}
+
+
+class InboxSection(_Section):
+    path: Path
+    preset: str
+    output: Path
+    name: str | None = None
+    recursive: bool = True
+    subfolders_as_presets: bool = False
+    poll: bool = False
+    poll_interval_s: float = Field(default=10.0, gt=0)
+    settle_seconds: float = Field(default=5.0, ge=0)
+    extensions: list[str] | None = None
+    output_template: str | None = None
+    on_collision: Literal["suffix", "overwrite", "skip"] = "suffix"
+    after_success: Literal["archive", "delete", "keep"] = "archive"
+    archive_dir: Path | None = None
+    failed_dir: Path | None = None
+    sidecar: bool = True
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.path.name or str(self.path)
+
+    @property
+    def archive_path(self) -> Path:
+        return self.archive_dir or self.path / "_processed"
+
+    @property
+    def failed_path(self) -> Path:
+        return self.failed_dir or self.path / "_failed"
+
+
+class EngineSection(_Section):
+    max_transfers: int = Field(default=3, ge=1, le=32)
+    retry_deadline_s: float = Field(default=24 * 3600.0, gt=0)
+    backoff_base_s: float = Field(default=5.0, gt=0)
+    backoff_cap_s: float = Field(default=600.0, gt=0)
+    resubmit_expired: bool = False
+    dedupe_same_content: bool = True
+    on_cancel_processing: Literal["discard", "keep"] = "discard"
+    reconcile_grace_s: float = Field(default=120.0, ge=0)
+
+
+class WatchSection(_Section):
+    rescan_interval_s: float = Field(default=300.0, gt=0)
+
+
+class LoggingSection(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class CatalogueSection(_Section):
+    cache_path: Path = Field(default_factory=lambda: default_state_dir() / "algorithms.json")
+    max_age_s: float = Field(default=86400.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mvsep: MvsepSection = Field(default_factory=MvsepSection)
+    journal: JournalSection = Field(default_factory=JournalSection)
+    presets: dict[str, PresetSection] = Field(default_factory=dict)
+    inbox: list[InboxSection] = Field(default_factory=list)
+    engine: EngineSection = Field(default_factory=EngineSection)
+    watch: WatchSection = Field(default_factory=WatchSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    catalogue: CatalogueSection = Field(default_factory=CatalogueSection)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    def token(self) -> str | None:
+        """The API token, from wherever it was given (see the module docstring)."""
+        secret = self.mvsep.api_token
+        return secret.get_secret_value() if secret is not None else None
+
+
+def resolve_config_path(cli_path: str | Path | None, env: Mapping[str, str]) -> Path:
+    if cli_path:
+        return Path(cli_path).expanduser()
+    if env.get(ENV_CONFIG):
+        return Path(env[ENV_CONFIG]).expanduser()
+    return default_config_path()
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    require_token: bool = True,
+    require_inboxes: bool = False,
+) -> tuple[Settings, Path]:
+    """Read, merge and validate the configuration. Raises ConfigError with one line per problem."""
+    environ = os.environ if env is None else env
+    config_path = resolve_config_path(path, environ)
+    data = _read_toml(config_path)
+    settings = _validate(data, config_path, environ)
+    settings = _anchor_paths(settings, config_path.absolute().parent)
+    settings = _with_token(settings, config_path, environ)
+    problems = check_settings(settings, config_path, require_token=require_token)
+    if require_inboxes and not settings.inbox:
+        problems.append(f"{config_path}: [[inbox]]: no inbox configured — add at least one")
+    if problems:
+        raise ConfigError(problems)
+    return settings, config_path
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found — copy config.example.toml there, "
+            f"or pass --config PATH / set {ENV_CONFIG}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+
+
+def _validate(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
+    saved = _swap_environ(env)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError([_format_error(path, err, env) for err in exc.errors()]) from None
+    finally:
+        _swap_environ(saved)
+
+
+def _swap_environ(env: Mapping[str, str]) -> dict[str, str]:
+    """pydantic-settings reads os.environ; let callers (tests) pass their own mapping."""
+    if env is os.environ:
+        return dict(os.environ)
+    saved = dict(os.environ)
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        del os.environ[key]
+    os.environ.update({k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
+    return saved
+
+
+def _format_error(path: Path, err: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    loc = tuple(err.get("loc", ()))
+    where = describe_location(loc)
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        message = "unknown key (misspelt, or in the wrong section?)"
+    elif kind == "missing":
+        message = "required key is missing"
+    else:
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        value = err.get("input")
+        if "token" not in where and not isinstance(value, dict | list):
+            message += f" (got {value!r})"
+    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
+    origin = f" (from ${env_name})" if env_name in env else ""
+    return f"{path}: {where}: {message}{origin}"
+
+
+def describe_location(loc: Sequence[Any]) -> str:
+    """('inbox', 1, 'path') -> '[[inbox]] #2 path'; ('presets', 'k', 'sep_type') -> ..."""
+    if not loc:
+        return "(top level)"
+    head, rest = str(loc[0]), list(loc[1:])
+    if head == "inbox" and rest and isinstance(rest[0], int):
+        where = f"[[inbox]] #{rest.pop(0) + 1}"
+    elif head == "presets" and rest:
+        where = f"[presets.{rest.pop(0)}]"
+    elif not rest:
+        return head
+    else:
+        where = f"[{head}]"
+    return " ".join([where, *(str(p) for p in rest)]) if rest else where
+
+
+def _anchor_paths(settings: Settings, base: Path) -> Settings:
+    """Relative paths in the file are relative to the file's folder; ``~`` is expanded."""
+
+    def fix(p: Path | None) -> Path | None:
+        if p is None:
+            return None
+        p = p.expanduser()
+        return p if p.is_absolute() else base / p
+
+    inboxes = [
+        ib.model_copy(
+            update={
+                "path": fix(ib.path),
+                "output": fix(ib.output),
+                "archive_dir": fix(ib.archive_dir),
+                "failed_dir": fix(ib.failed_dir),
+            }
+        )
+        for ib in settings.inbox
+    ]
+    update: dict[str, Any] = {
+        "inbox": inboxes,
+        "journal": settings.journal.model_copy(update={"path": fix(settings.journal.path)}),
+        "catalogue": settings.catalogue.model_copy(
+            update={"cache_path": fix(settings.catalogue.cache_path)}
+        ),
+        "mvsep": settings.mvsep.model_copy(
+            update={"api_token_file": fix(settings.mvsep.api_token_file)}
+        ),
+    }
+    return settings.model_copy(update=update)
+
+
+def _with_token(settings: Settings, path: Path, env: Mapping[str, str]) -> Settings:
+    token: str | None = None
+    if env.get(ENV_TOKEN, "").strip():
+        token = env[ENV_TOKEN].strip()
+    elif settings.mvsep.api_token_file is not None:
+        token = _read_token_file(settings.mvsep.api_token_file.expanduser(), path)
+    if token is None:
+        return settings
+    mvsep = settings.mvsep.model_copy(update={"api_token": SecretStr(token)})
+    return settings.model_copy(update={"mvsep": mvsep})
+
+
+def _read_token_file(token_path: Path, path: Path) -> str:
+    try:
+        text = token_path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: [mvsep] api_token_file: cannot read {token_path}: {exc.strerror}"
+        ) from None
+    if not text:
+        raise ConfigError(f"{path}: [mvsep] api_token_file: {token_path} is empty")
+    mode = token_path.stat().st_mode
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        import structlog
+
+        structlog.get_logger(__name__).warning(
+            "token file is readable by other users; consider chmod 600",
+            token_file=str(token_path),
+        )
+    return text
+
+
+def check_settings(settings: Settings, path: Path, *, require_token: bool) -> list[str]:
+    """Cross-field checks pydantic cannot express. Returns one line per problem."""
+    problems: list[str] = []
+    if require_token and not settings.token():
+        problems.append(
+            f"{path}: [mvsep] api_token: no API token — set ${ENV_TOKEN}, "
+            "[mvsep] api_token_file, or [mvsep] api_token"
+        )
+    inboxes = [(i, _absolute(ib.path)) for i, ib in enumerate(settings.inbox)]
+    for i, inbox in enumerate(settings.inbox):
+        where = f"{path}: [[inbox]] #{i + 1}"
+        if inbox.preset not in settings.presets:
+            known = ", ".join(sorted(settings.presets)) or "none defined"
+            problems.append(f"{where} preset: no preset {inbox.preset!r} (known: {known})")
+        output = _absolute(inbox.output)
+        for j, other in inboxes:
+            if _inside(output, other):
+                problems.append(
+                    f"{where} output: {inbox.output} is inside inbox #{j + 1} ({other}); "
+                    "stems would be picked up as new input — move the output folder out"
+                )
+            if j != i and _inside(_absolute(inbox.path), other):
+                problems.append(
+                    f"{where} path: {inbox.path} is inside inbox #{j + 1} ({other}); "
+                    "inboxes must not nest"
+                )
+    names = [ib.display_name for ib in settings.inbox]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{path}: [[inbox]] name: {name!r} is used twice — set distinct names")
+    return problems
+
+
+def _absolute(p: Path) -> Path:
+    return Path(os.path.abspath(p.expanduser()))
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents

@@ -1,0 +1,137 @@
+"""Logging: structlog, JSON lines under a service manager, readable lines on a terminal.
+
+Secrets never reach a log line. :func:`register_secret` adds a value (the API token) that
+the :class:`Redactor` processor replaces wherever it appears: the event, any value, a
+formatted exception, nested containers. It also masks ``api_token=...`` in any URL or query
+string, whatever the value, so a token we were never told about is masked too. Standard
+library loggers (httpx, uvicorn...) are routed through the same processors.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+MASK = "***"
+_TOKEN_IN_URL = re.compile(r"(api_token[\"']?\s*[=:]\s*[\"']?)([^&\s\"',;}]+)")
+
+
+class Redactor:
+    """A structlog processor that masks registered secrets and ``api_token=`` values."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+
+    def add(self, secret: str | None) -> None:
+        if not secret or len(secret) < 4:
+            return  # masking 1-3 characters would shred ordinary text
+        with self._lock:
+            if secret not in self._secrets:
+                # longest first, so a secret containing another is masked whole
+                self._secrets = tuple(sorted((*self._secrets, secret), key=len, reverse=True))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._secrets = ()
+
+    def redact_text(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return _TOKEN_IN_URL.sub(lambda m: m.group(1) + MASK, text)
+
+    def redact(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact_text(value)
+        if isinstance(value, dict):
+            return {k: self.redact(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.redact(v) for v in value)
+        if isinstance(value, BaseException):
+            return self.redact_text(repr(value))
+        return value
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in list(event_dict.items()):
+            event_dict[key] = self.redact(value)
+        return event_dict
+
+
+REDACTOR = Redactor()
+
+
+def register_secret(secret: str | None) -> None:
+    """Mask this value in every log line from now on."""
+    REDACTOR.add(secret)
+
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+def _shared_processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=False),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        REDACTOR,  # after format_exc_info, so tracebacks are redacted too
+    ]
+
+
+def configure_logging(
+    *,
+    fmt: LogFormat = "auto",
+    level: str = "info",
+    stream: TextIO | None = None,
+    secrets: Iterable[str | None] = (),
+) -> None:
+    """Set up structlog and the stdlib root logger to write to ``stream`` (stderr)."""
+    out = stream if stream is not None else sys.stderr
+    for secret in secrets:
+        register_secret(secret)
+    use_json = fmt == "json" or (fmt == "auto" and not _isatty(out))
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=_isatty(out))
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # httpx logs every request URL at INFO; keep it at WARNING (it is redacted anyway).
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "watchdog"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
