@@ -1,0 +1,586 @@
+"""PURE job state machine: states, events, ``transition()``, backoff maths. No I/O.
+
+A job moves through::
+
+    ready ──submit_intent──▶ submitting ──submitted──▶ queued ──result_ready──▶ downloading
+      ▲  ╲                      │  ▲                       │                       │
+      │   ╲duplicate────────────┼──┼───────────────────────┼──────────────────────▶│
+      │                         │  │                       │                       ▼
+      ├──reconciled_absent──────┘  │                       │                     filed
+      ├──expired (resubmit)────────┼───────────────────────┴───────────────────────┤
+      │                            │                                               │
+    retry_wait ◀──defer── ready / submitting / downloading          any ──fail──▶ failed
+    retry_wait ──resume──▶ the state it was deferred from            some ──cancel─▶ cancelled
+
+``filed``, ``failed`` and ``cancelled`` are terminal: every event raises
+:class:`~daemon.errors.IllegalTransition` there. A job holds an MVSEP hash at most once
+per submission: ``submit_intent`` and ``submitted`` require that no hash is held, and only
+``expired`` (resubmit of a result MVSEP deleted) clears it.
+
+Times are wall-clock seconds (``time.time()``) passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from daemon.errors import IllegalTransition
+
+
+class JobState(enum.StrEnum):
+    READY = "ready"
+    SUBMITTING = "submitting"
+    QUEUED = "queued"
+    DOWNLOADING = "downloading"
+    RETRY_WAIT = "retry_wait"
+    FILED = "filed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.FILED, JobState.FAILED, JobState.CANCELLED})
+ACTIVE_STATES = frozenset(set(JobState) - TERMINAL_STATES)
+
+AfterSuccess = Literal["archive", "delete", "keep"]
+OnCollision = Literal["suffix", "overwrite", "skip"]
+CancelProcessing = Literal["discard", "keep"]
+
+
+class Clock(Protocol):
+    """Injected time source: ``monotonic()`` for intervals, ``time()`` for the journal."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+
+class Rng(Protocol):
+    def random(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """The exact request sent to MVSEP, snapshotted when the job is journaled."""
+
+    sep_type: int
+    options: dict[str, str]
+    output_format: int
+    algorithm_name: str
+    price_coefficient: float = 1.0
+
+    def key(self) -> str:
+        """Identity of the request for de-duplication (what MVSEP would compute)."""
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.sep_type}|{self.output_format}|{opts}"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file the watcher (or the CLI) hands to the engine, with where its results go."""
+
+    path: Path
+    inbox: str
+    relative_path: str
+    preset: str
+    request: JobRequest
+    output_dir: Path
+    output_template: str
+    failed_dir: Path
+    after_success: AfterSuccess = "keep"
+    archive_dir: Path | None = None
+    on_collision: OnCollision = "suffix"
+    sidecar: bool = True
+
+    def to_json(self) -> dict[str, object]:
+        data = dataclasses.asdict(self)
+        for name in ("path", "output_dir", "failed_dir", "archive_dir"):
+            value = data[name]
+            data[name] = None if value is None else str(value)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> SourceFile:
+        req = dict(data["request"])  # type: ignore[call-overload]
+        archive = data.get("archive_dir")
+        return cls(
+            path=Path(str(data["path"])),
+            inbox=str(data["inbox"]),
+            relative_path=str(data["relative_path"]),
+            preset=str(data["preset"]),
+            request=JobRequest(
+                sep_type=int(req["sep_type"]),
+                options={str(k): str(v) for k, v in dict(req["options"]).items()},
+                output_format=int(req["output_format"]),
+                algorithm_name=str(req["algorithm_name"]),
+                price_coefficient=float(req.get("price_coefficient", 1.0)),
+            ),
+            output_dir=Path(str(data["output_dir"])),
+            output_template=str(data["output_template"]),
+            failed_dir=Path(str(data["failed_dir"])),
+            after_success=data.get("after_success", "keep"),  # type: ignore[arg-type]
+            archive_dir=None if archive is None else Path(str(archive)),
+            on_collision=data.get("on_collision", "suffix"),  # type: ignore[arg-type]
+            sidecar=bool(data.get("sidecar", True)),
+        )
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """One output of a finished MVSEP job (or, for a duplicate, an earlier local output)."""
+
+    type: str
+    url: str = ""
+    download: str = ""
+    local: str = ""  # a path to copy from instead of downloading
+
+
+@dataclass(frozen=True)
+class Job:
+    """A journaled job: what the journal row holds, as plain data."""
+
+    id: int
+    source: SourceFile
+    size: int
+    mtime: float
+    created_at: float
+    updated_at: float
+    state: JobState = JobState.READY
+    sha256: str | None = None
+    resume_state: JobState | None = None
+    mvsep_status: str | None = None
+    mvsep_hash: str | None = None
+    nonce: str | None = None
+    intent_at: float | None = None
+    attempts: int = 0
+    first_error_at: float | None = None
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    cancel_requested: str | None = None
+    duplicate_of: int | None = None
+    estimated_credits: float | None = None
+    used_credits: float | None = None
+    result_files: tuple[ResultFile, ...] = ()
+    planned_outputs: tuple[str, ...] | None = None
+    outputs: tuple[str, ...] = ()
+    source_disposed: str | None = None
+
+    @property
+    def holds_slot(self) -> bool:
+        """Whether MVSEP counts this job against the account's parallel limit (maybe)."""
+        if self.state in (JobState.SUBMITTING, JobState.QUEUED):
+            return True
+        return self.state is JobState.RETRY_WAIT and self.resume_state is JobState.SUBMITTING
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The input was sniffed and hashed: it is audio and may be submitted."""
+
+    sha256: str
+    estimated_credits: float | None = None
+    kind: str = field(default="prepared", init=False)
+
+
+@dataclass(frozen=True)
+class SubmitIntent:
+    """Journaled BEFORE the create POST; the nonce goes into the upload name."""
+
+    nonce: str
+    kind: str = field(default="submit_intent", init=False)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    hash: str
+    reconciled: bool = False
+    used_credits: float | None = None
+    kind: str = field(default="submitted", init=False)
+
+
+@dataclass(frozen=True)
+class ReconciledAbsent:
+    """History shows no job with our nonce after the grace period: nothing was created."""
+
+    kind: str = field(default="reconciled_absent", init=False)
+
+
+@dataclass(frozen=True)
+class StatusSeen:
+    status: str
+    kind: str = field(default="status", init=False)
+
+
+@dataclass(frozen=True)
+class ResultReady:
+    files: tuple[ResultFile, ...]
+    kind: str = field(default="result_ready", init=False)
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """Same content and request as an earlier filed job: file copies of its outputs."""
+
+    of_job: int
+    files: tuple[ResultFile, ...]
+    sha256: str
+    kind: str = field(default="duplicate", init=False)
+
+
+@dataclass(frozen=True)
+class OutputsPlanned:
+    """Final output paths chosen (after collision resolution) BEFORE any is written."""
+
+    paths: tuple[str, ...]
+    kind: str = field(default="outputs_planned", init=False)
+
+
+@dataclass(frozen=True)
+class Filed:
+    outputs: tuple[str, ...]
+    kind: str = field(default="filed", init=False)
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A retry-later error: wait until ``due_at``, then resume ``resume`` (default: here)."""
+
+    due_at: float
+    error: str
+    resume: JobState | None = None
+    kind: str = field(default="deferred", init=False)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    kind: str = field(default="resumed", init=False)
+
+
+@dataclass(frozen=True)
+class Expired:
+    """MVSEP no longer knows the hash (results deleted); back to ready for a new submit."""
+
+    reason: str
+    kind: str = field(default="expired", init=False)
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    """Cancel cannot happen now (hash unknown yet, or processing): remember it."""
+
+    reason: str
+    kind: str = field(default="cancel_requested", init=False)
+
+
+@dataclass(frozen=True)
+class CancelDeclined:
+    """A requested cancel is dropped (already processing and the policy keeps results)."""
+
+    reason: str
+    kind: str = field(default="cancel_declined", init=False)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    reason: str
+    kind: str = field(default="cancelled", init=False)
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+    kind: str = field(default="failed", init=False)
+
+
+Event = (
+    Prepared
+    | SubmitIntent
+    | Submitted
+    | ReconciledAbsent
+    | StatusSeen
+    | ResultReady
+    | Duplicate
+    | OutputsPlanned
+    | Filed
+    | Deferred
+    | Resumed
+    | Expired
+    | CancelRequested
+    | CancelDeclined
+    | Cancelled
+    | Failed
+)
+
+_S = JobState
+_NON_TERMINAL = frozenset(ACTIVE_STATES)
+
+# event kind -> states it may arrive in
+ALLOWED: dict[str, frozenset[JobState]] = {
+    "prepared": frozenset({_S.READY}),
+    "submit_intent": frozenset({_S.READY}),
+    "submitted": frozenset({_S.SUBMITTING}),
+    "reconciled_absent": frozenset({_S.SUBMITTING}),
+    "status": frozenset({_S.QUEUED}),
+    "result_ready": frozenset({_S.QUEUED}),
+    "duplicate": frozenset({_S.READY}),
+    "outputs_planned": frozenset({_S.DOWNLOADING}),
+    "filed": frozenset({_S.DOWNLOADING}),
+    "deferred": frozenset({_S.READY, _S.SUBMITTING, _S.DOWNLOADING}),
+    "resumed": frozenset({_S.RETRY_WAIT}),
+    "expired": frozenset({_S.QUEUED, _S.DOWNLOADING}),
+    "cancel_requested": frozenset({_S.SUBMITTING, _S.QUEUED, _S.RETRY_WAIT}),
+    "cancel_declined": frozenset({_S.SUBMITTING, _S.QUEUED, _S.RETRY_WAIT}),
+    "cancelled": frozenset({_S.READY, _S.RETRY_WAIT, _S.QUEUED, _S.DOWNLOADING}),
+    "failed": _NON_TERMINAL,
+}
+
+
+def describe(event: Event) -> str:
+    """A short human reason for the event log."""
+    for name in ("reason", "error", "hash", "status", "nonce"):
+        value = getattr(event, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def transition(job: Job, event: Event, *, now: float) -> Job:
+    """Apply ``event`` to ``job`` and return the new job. Raises ``IllegalTransition``."""
+    allowed = ALLOWED[event.kind]
+    if job.state not in allowed:
+        raise IllegalTransition(
+            f"job {job.id}: event {event.kind!r} is not allowed in state {job.state.value!r}"
+        )
+    new = _HANDLERS[event.kind](job, event, now)
+    return dataclasses.replace(new, updated_at=now)
+
+
+def _require(cond: bool, job: Job, event: Event, why: str) -> None:
+    if not cond:
+        raise IllegalTransition(f"job {job.id}: event {event.kind!r} refused: {why}")
+
+
+def _progress(job: Job, state: JobState, **changes: object) -> Job:
+    """A step forward: clears the retry streak."""
+    fields: dict[str, object] = {
+        "attempts": 0,
+        "first_error_at": None,
+        "next_attempt_at": None,
+        "last_error": None,
+        "resume_state": None,
+    }
+    fields.update(changes)
+    return dataclasses.replace(job, state=state, **fields)  # type: ignore[arg-type]
+
+
+def _on_prepared(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, Prepared)
+    return dataclasses.replace(job, sha256=ev.sha256, estimated_credits=ev.estimated_credits)
+
+
+def _on_submit_intent(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, SubmitIntent)
+    _require(job.mvsep_hash is None, job, ev, "it already has an MVSEP hash")
+    _require(job.sha256 is not None, job, ev, "it was not prepared")
+    return dataclasses.replace(job, state=_S.SUBMITTING, nonce=ev.nonce, intent_at=now)
+
+
+def _on_submitted(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, Submitted)
+    _require(job.mvsep_hash is None, job, ev, "it already has an MVSEP hash")
+    return _progress(
+        job, _S.QUEUED, mvsep_hash=ev.hash, mvsep_status=None, used_credits=ev.used_credits
+    )
+
+
+def _on_reconciled_absent(job: Job, ev: Event, now: float) -> Job:
+    return dataclasses.replace(job, state=_S.READY, nonce=None, intent_at=None)
+
+
+def _on_status(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, StatusSeen)
+    return dataclasses.replace(job, mvsep_status=ev.status)
+
+
+def _on_result_ready(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, ResultReady)
+    _require(bool(ev.files), job, ev, "a result without files is still pending")
+    _require(all(f.url for f in ev.files), job, ev, "a result file has no url yet")
+    return _progress(job, _S.DOWNLOADING, mvsep_status="done", result_files=ev.files)
+
+
+def _on_duplicate(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, Duplicate)
+    _require(job.mvsep_hash is None, job, ev, "it was already submitted")
+    _require(all(f.local for f in ev.files), job, ev, "a duplicate copies local files")
+    return _progress(
+        job, _S.DOWNLOADING, duplicate_of=ev.of_job, result_files=ev.files, sha256=ev.sha256
+    )
+
+
+def _on_outputs_planned(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, OutputsPlanned)
+    _require(job.planned_outputs is None, job, ev, "outputs were already planned")
+    return dataclasses.replace(job, planned_outputs=ev.paths)
+
+
+def _on_filed(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, Filed)
+    _require(job.planned_outputs is not None, job, ev, "outputs were not planned first")
+    return _progress(job, _S.FILED, outputs=ev.outputs)
+
+
+def _on_deferred(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, Deferred)
+    resume = ev.resume or job.state
+    if resume is _S.READY:
+        # From submitting this means "known not created": the nonce is spent.
+        extra: dict[str, object] = {"nonce": None, "intent_at": None}
+    else:
+        _require(resume is job.state, job, ev, "it can only resume ready or where it was")
+        extra = {}
+    return dataclasses.replace(
+        job,
+        state=_S.RETRY_WAIT,
+        resume_state=resume,
+        attempts=job.attempts + 1,
+        first_error_at=job.first_error_at if job.first_error_at is not None else now,
+        next_attempt_at=ev.due_at,
+        last_error=ev.error,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _on_resumed(job: Job, ev: Event, now: float) -> Job:
+    assert job.resume_state is not None
+    return dataclasses.replace(job, state=job.resume_state, resume_state=None, next_attempt_at=None)
+
+
+def _on_expired(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, Expired)
+    return _progress(
+        job,
+        _S.READY,
+        mvsep_hash=None,
+        mvsep_status=None,
+        nonce=None,
+        intent_at=None,
+        result_files=(),
+        planned_outputs=None,
+        last_error=ev.reason,
+    )
+
+
+def _on_cancel_requested(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, CancelRequested)
+    return dataclasses.replace(job, cancel_requested=ev.reason)
+
+
+def _on_cancel_declined(job: Job, ev: Event, now: float) -> Job:
+    return dataclasses.replace(job, cancel_requested=None)
+
+
+def _on_cancelled(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, Cancelled)
+    _require(
+        not (job.state is _S.RETRY_WAIT and job.resume_state is _S.SUBMITTING),
+        job,
+        ev,
+        "its submit outcome is unknown; reconcile first",
+    )
+    return dataclasses.replace(job, state=_S.CANCELLED, last_error=ev.reason, resume_state=None)
+
+
+def _on_failed(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, Failed)
+    return dataclasses.replace(job, state=_S.FAILED, last_error=ev.reason, resume_state=None)
+
+
+_HANDLERS: dict[str, Callable[[Job, Event, float], Job]] = {
+    "prepared": _on_prepared,
+    "submit_intent": _on_submit_intent,
+    "submitted": _on_submitted,
+    "reconciled_absent": _on_reconciled_absent,
+    "status": _on_status,
+    "result_ready": _on_result_ready,
+    "duplicate": _on_duplicate,
+    "outputs_planned": _on_outputs_planned,
+    "filed": _on_filed,
+    "deferred": _on_deferred,
+    "resumed": _on_resumed,
+    "expired": _on_expired,
+    "cancel_requested": _on_cancel_requested,
+    "cancel_declined": _on_cancel_declined,
+    "cancelled": _on_cancelled,
+    "failed": _on_failed,
+}
+
+
+def cancel_event(job: Job, reason: str, *, processing: CancelProcessing) -> Event | None:
+    """What a cancel request means for ``job`` now (``None``: nothing to do).
+
+    Before submit: cancelled at once. Hash unknown yet or at MVSEP: remember the request (the
+    engine calls MVSEP's cancel while waiting, or applies ``processing`` once it started).
+    Downloading: ``discard`` cancels, ``keep`` finishes normally.
+    """
+    if job.state.is_terminal or job.cancel_requested is not None:
+        return None
+    if job.state is _S.READY:
+        return Cancelled(reason)
+    if job.state is _S.RETRY_WAIT:
+        if job.resume_state is _S.SUBMITTING:
+            return CancelRequested(reason)
+        if job.resume_state is _S.DOWNLOADING and processing == "keep":
+            return None
+        return Cancelled(reason)
+    if job.state is _S.DOWNLOADING:
+        return Cancelled(reason) if processing == "discard" else None
+    return CancelRequested(reason)
+
+
+# ---------------------------------------------------------------- backoff
+
+
+def backoff_delay_s(attempt: int, *, base_s: float, cap_s: float, rng: Rng) -> float:
+    """Capped exponential backoff with "equal jitter": in [d/2, d], d = min(cap, base·2^(n-1))."""
+    exponent = max(0, attempt - 1)
+    ceiling = cap_s if exponent >= 63 else min(cap_s, base_s * math.pow(2.0, exponent))
+    return ceiling / 2 + rng.random() * ceiling / 2
+
+
+def deadline_passed(job: Job, *, now: float, deadline_s: float) -> bool:
+    """True when the current retry streak has lasted longer than ``deadline_s``."""
+    started = job.first_error_at if job.first_error_at is not None else now
+    return now - started >= deadline_s
+
+
+def estimate_credits(duration_s: float | None, price_coefficient: float) -> float | None:
+    """MVSEP's premium price: floor(duration·coefficient/60), at least 1."""
+    if duration_s is None:
+        return None
+    return float(max(1, math.floor(duration_s * price_coefficient / 60)))
+
+
+def result_file_to_json(f: ResultFile) -> dict[str, str]:
+    return dataclasses.asdict(f)
+
+
+def result_file_from_json(data: Mapping[str, str]) -> ResultFile:
+    return ResultFile(
+        type=str(data.get("type", "")),
+        url=str(data.get("url", "")),
+        download=str(data.get("download", "")),
+        local=str(data.get("local", "")),
+    )
