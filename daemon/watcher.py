@@ -1,0 +1,609 @@
+"""Watch inbox folders and report each file once it has finished writing.
+
+Threads (no asyncio, see ARCHITECTURE.md):
+
+* one native watchdog observer (inotify / FSEvents / ReadDirectoryChangesW) shared by the
+  inboxes with ``poll = false``, and one ``PollingObserver`` per ``poll = true`` inbox (network
+  shares do not deliver events for writes made by other machines);
+* one checker thread that owns every piece of state. Observer threads only *nudge* it: they
+  put the event's paths in a dirty set. The checker ``stat``s dirty paths, scans the inboxes
+  at start and every ``rescan_interval_s``, samples files whose settle window has elapsed and
+  asks the pure :class:`~daemon.stability.StabilityTracker` whether they are ready. All
+  callbacks (``on_ready``, ``on_removed``) run on the checker thread, one at a time.
+
+Events are only hints: whatever an event says, the checker looks at the disk, so a lost or
+overflowed event delays a file (until the next rescan) but never loses it. A file is reported
+once per (path, size, mtime) per run; the consumer dedups against the journal anyway.
+
+An inbox whose root disappears (deleted, or an unmounted share, including a mount point
+left behind empty) is *paused*: nothing under it is reported removed or forgotten. It is
+re-watched and rescanned when it comes back. ``on_removed`` is only emitted for a path seen
+during this run, after ``stat`` says ENOENT *and* the root is still there.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat as stat_mod
+import sys
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import structlog
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.polling import PollingObserver
+
+from daemon.stability import (
+    DEFAULT_AUDIO_EXTENSIONS,
+    DEFAULT_SETTLE_S,
+    IgnoreRules,
+    Settled,
+    StabilityTracker,
+)
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+DEFAULT_RESCAN_INTERVAL_S = 300.0
+DEFAULT_POLL_INTERVAL_S = 10.0
+
+# Opening a file for the readability check raises IN_OPEN/IN_CLOSE_NOWRITE: not subscribed.
+EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
+    DirCreatedEvent, DirMovedEvent, DirDeletedEvent,
+]  # fmt: skip
+
+INOTIFY_FIXES = {
+    errno.ENOSPC: ("fs.inotify.max_user_watches", 524288),
+    errno.EMFILE: ("fs.inotify.max_user_instances", 512),
+}
+_WIN_HIDDEN_OR_SYSTEM = 0x2 | 0x4  # FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_SYSTEM
+
+
+@dataclass(frozen=True)
+class WatchedInbox:
+    """One inbox folder, as ``service.py`` maps it from config.
+
+    ``excluded_dirs`` are the daemon's own folders (output/failed/archive) when they live
+    inside the inbox: absolute, or relative to ``path``. Folders outside the inbox are ignored.
+    """
+
+    name: str
+    path: Path
+    poll: bool = False
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    settle_s: float = DEFAULT_SETTLE_S
+    recursive: bool = True
+    extensions: frozenset[str] = DEFAULT_AUDIO_EXTENSIONS
+    excluded_dirs: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadyFile:
+    """A file that has finished writing. ``path`` = inbox root / ``relative_path``."""
+
+    path: Path
+    inbox: str
+    relative_path: str  # POSIX separators, e.g. "album/01 intro.flac"
+    size: int
+    mtime: float
+
+
+def _relative_excluded(root: Path, dirs: Sequence[Path]) -> tuple[PurePosixPath, ...]:
+    out: list[PurePosixPath] = []
+    for folder in dirs:
+        if not folder.is_absolute():
+            out.append(PurePosixPath(folder.as_posix()))
+            continue
+        for base, target in ((root, folder), (Path(os.path.realpath(root)), folder.resolve())):
+            try:
+                out.append(PurePosixPath(target.relative_to(base).as_posix()))
+                break
+            except ValueError:
+                continue
+    return tuple(p for p in out if p.parts)
+
+
+@dataclass(eq=False)
+class _Inbox:
+    """Runtime state of one inbox; touched only by the checker thread (and start/stop)."""
+
+    spec: WatchedInbox
+    root: Path
+    rules: IgnoreRules
+    tracker: StabilityTracker[Path]
+    log: Any
+    use_polling: bool
+    real_root: Path | None = None
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the root when last present
+    mount_point: bool = False
+    paused: bool = False
+    needs_scan: bool = True
+    observer: BaseObserver | None = None
+    watch: ObservedWatch | None = None
+    dirty: dict[str, bool] = field(default_factory=dict)  # path -> is_directory
+
+    def relative(self, path: str | Path) -> PurePosixPath | None:
+        """``path`` relative to the root (None when outside it). NFC on macOS, whose FSEvents
+        and directory listings may disagree on Unicode normalisation."""
+        for base in (self.root, self.real_root):
+            if base is None:
+                continue
+            try:
+                rel = Path(path).relative_to(base).as_posix()
+            except ValueError:
+                continue
+            if sys.platform == "darwin":
+                rel = unicodedata.normalize("NFC", rel)
+            return PurePosixPath(rel)
+        return None
+
+
+class _Nudger(FileSystemEventHandler):
+    """Runs on observer threads: records the event's paths as dirty, nothing else."""
+
+    def __init__(self, nudge: Callable[[str, bool], None]) -> None:
+        self._nudge = nudge
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        for raw in (event.src_path, event.dest_path):
+            if raw:
+                self._nudge(os.fsdecode(raw), event.is_directory)
+
+
+class _OverflowListener(logging.Handler):
+    """watchdog only *logs* an inotify queue overflow; turn that log line into a rescan."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(level=logging.WARNING)
+        self._on_overflow = on_overflow
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self._on_overflow()
+
+
+class InboxWatcher:
+    """Reports finished files of the inboxes to ``on_ready`` and vanished ones to
+    ``on_removed``. ``start()``, ``stop()`` and ``rescan_now()`` are thread-safe;
+    ``stop()`` then ``start()`` resumes with the same memory of what was reported.
+
+    ``observer_factory`` builds the native observer (a seam for tests and for platforms
+    where the native backend misbehaves); ``clock`` is monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        inboxes: Sequence[WatchedInbox],
+        on_ready: Callable[[ReadyFile], None],
+        on_removed: Callable[[Path], None],
+        rescan_interval_s: float = DEFAULT_RESCAN_INTERVAL_S,
+        clock: Clock = time.monotonic,
+        observer_factory: Callable[[], BaseObserver] = Observer,
+    ) -> None:
+        names = [i.name for i in inboxes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"inbox names must be unique: {names}")
+        self._inboxes = [self._make_inbox(spec) for spec in inboxes]
+        self._on_ready = on_ready
+        self._on_removed = on_removed
+        self._rescan_interval_s = rescan_interval_s
+        self._clock = clock
+        self._observer_factory = observer_factory
+        settle = min((i.settle_s for i in inboxes), default=DEFAULT_SETTLE_S)
+        self._tick_s = max(0.05, min(1.0, settle / 2))
+        self._lifecycle = threading.Lock()
+        self._dirty_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._rescan_requested = True
+        self._overflow_logged = False
+        self._next_rescan = 0.0
+        self._thread: threading.Thread | None = None
+        self._native: BaseObserver | None = None
+        self._overflow_listener = _OverflowListener(self._on_inotify_overflow)
+        self._skips_logged: set[tuple[str, str]] = set()
+        self._unreadable_logged: set[tuple[str, str]] = set()
+
+    @staticmethod
+    def _make_inbox(spec: WatchedInbox) -> _Inbox:
+        root = Path(os.path.abspath(spec.path))
+        rules = IgnoreRules(
+            extensions=spec.extensions, excluded_dirs=_relative_excluded(root, spec.excluded_dirs)
+        )
+        return _Inbox(
+            spec=spec,
+            root=root,
+            rules=rules,
+            tracker=StabilityTracker(settle_s=spec.settle_s),
+            log=log.bind(inbox=spec.name),
+            use_polling=spec.poll,
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start observers, watch every present inbox, and start the checker thread, whose
+        first act is the startup scan. Watches are in place when this returns."""
+        with self._lifecycle:
+            if self._thread is not None:
+                return
+            self._stopping.clear()
+            self._native = self._observer_factory()
+            self._native.start()
+            for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
+                logging.getLogger(name).addHandler(self._overflow_listener)
+            for inbox in self._inboxes:
+                inbox.paused = not self._probe_root(inbox)[0]
+                if inbox.paused:
+                    inbox.log.warning("inbox paused: folder missing (unmounted share?)",
+                                      path=str(inbox.root))  # fmt: skip
+                else:
+                    self._schedule(inbox)
+            self._rescan_requested = True
+            self._thread = threading.Thread(target=self._run, name="inbox-checker", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the checker and all observers; returns within about ``timeout_s``."""
+        with self._lifecycle:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._stopping.set()
+            self._wake.set()
+            thread.join(timeout_s)
+            observers = {id(o): o for o in [self._native, *(i.observer for i in self._inboxes)]}
+            for inbox in self._inboxes:
+                inbox.observer = inbox.watch = None
+            self._native = None
+            for observer in observers.values():
+                if observer is not None:
+                    observer.stop()
+            for observer in observers.values():
+                if observer is not None:
+                    observer.join(timeout_s)
+            for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
+                logging.getLogger(name).removeHandler(self._overflow_listener)
+
+    def rescan_now(self) -> None:
+        """Ask for a full rescan of every inbox on the checker thread, without waiting."""
+        self._rescan_requested = True
+        self._wake.set()
+
+    # ------------------------------------------------------------ observer side
+
+    def _schedule(self, inbox: _Inbox) -> None:
+        """(Re)place the observer watch on the inbox root; fall back to polling when the
+        inotify limits are hit."""
+        self._unschedule(inbox)
+        inbox.real_root = Path(os.path.realpath(inbox.root))
+        handler = _Nudger(lambda path, is_dir: self._nudge(inbox, path, is_dir))
+        try:
+            inbox.observer = self._observer_for(inbox)
+            inbox.watch = inbox.observer.schedule(
+                handler, str(inbox.root), recursive=inbox.spec.recursive, event_filter=EVENT_TYPES
+            )
+        except OSError as exc:
+            inbox.watch = None
+            if inbox.use_polling or exc.errno not in INOTIFY_FIXES:
+                inbox.log.warning("cannot watch inbox; relying on rescans", error=str(exc))
+                return
+            self._log_inotify_fix(inbox, exc)
+            inbox.use_polling = True
+            self._schedule(inbox)
+
+    def _observer_for(self, inbox: _Inbox) -> BaseObserver:
+        if not inbox.use_polling:
+            assert self._native is not None
+            return self._native
+        if inbox.observer is None or inbox.observer is self._native:
+            observer = PollingObserver(timeout=inbox.spec.poll_interval_s)
+            observer.start()
+            inbox.observer = observer
+        return inbox.observer
+
+    @staticmethod
+    def _log_inotify_fix(inbox: _Inbox, exc: OSError) -> None:
+        key, value = INOTIFY_FIXES[exc.errno or errno.ENOSPC]
+        inbox.log.error(
+            "inotify limit reached; polling this inbox instead",
+            error=str(exc),
+            fix=f"sudo sysctl {key}={value}",
+            persist=f"echo {key}={value} | sudo tee /etc/sysctl.d/90-mvsep-watch.conf"
+            " && sudo sysctl --system",
+        )
+
+    def _unschedule(self, inbox: _Inbox) -> None:
+        watch, inbox.watch = inbox.watch, None
+        if watch is not None and inbox.observer is not None:
+            try:
+                inbox.observer.unschedule(watch)
+            except (KeyError, OSError, RuntimeError) as exc:
+                inbox.log.debug("unschedule failed", error=repr(exc))
+
+    def _nudge(self, inbox: _Inbox, path: str, is_dir: bool) -> None:
+        with self._dirty_lock:
+            inbox.dirty[path] = inbox.dirty.get(path, False) or is_dir
+        self._wake.set()
+
+    def _on_inotify_overflow(self) -> None:
+        if not self._overflow_logged:
+            self._overflow_logged = True
+            log.warning(
+                "inotify queue overflowed: events were lost; rescanning now",
+                fix="sudo sysctl fs.inotify.max_queued_events=65536",
+                persist="echo fs.inotify.max_queued_events=65536 | sudo tee -a "
+                "/etc/sysctl.d/90-mvsep-watch.conf && sudo sysctl --system",
+            )
+        self.rescan_now()
+
+    # ------------------------------------------------------------- checker loop
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._tick()
+            except Exception:  # the checker must outlive any bug or odd filesystem
+                log.exception("watcher tick failed")
+            self._wake.wait(self._wait_s())
+            self._wake.clear()
+
+    def _wait_s(self) -> float:
+        now = self._clock()
+        due = [t for i in self._inboxes if (t := i.tracker.next_due()) is not None]
+        if not due:
+            return self._tick_s
+        return min(self._tick_s, max(0.01, min(due) - now + 0.001))
+
+    def _tick(self) -> None:
+        now = self._clock()
+        if self._rescan_requested or now >= self._next_rescan:
+            self._rescan_requested = False
+            self._next_rescan = now + self._rescan_interval_s
+            for inbox in self._inboxes:
+                inbox.needs_scan = True
+        for inbox in self._inboxes:
+            if self._stopping.is_set():
+                return
+            if not self._check_presence(inbox):
+                continue
+            if inbox.needs_scan:
+                inbox.needs_scan = False
+                self._scan(inbox)
+            self._process_dirty(inbox)
+            self._sample_due(inbox)
+
+    # ------------------------------------------------------------- pause/resume
+
+    @staticmethod
+    def _probe_root(inbox: _Inbox) -> tuple[bool, bool]:
+        """(present, changed). Present: the root is a directory and, if it was a mount point,
+        still is one (an unmounted share leaves its mount point behind as an empty folder that
+        must not read as empty). Changed: it is not the folder seen last time (remounted,
+        or deleted and recreated), so the observer watch must be placed again."""
+        try:
+            st = os.stat(inbox.root)
+        except OSError:
+            return False, False
+        if not stat_mod.S_ISDIR(st.st_mode):
+            return False, False
+        identity = (st.st_dev, st.st_ino)
+        if identity == inbox.identity:
+            return True, False
+        if inbox.mount_point and not os.path.ismount(inbox.root):
+            return False, False  # was a mount point, now the bare folder underneath
+        changed = inbox.identity is not None
+        inbox.identity = identity
+        inbox.mount_point = os.path.ismount(inbox.root)
+        return True, changed
+
+    @staticmethod
+    def _root_unchanged(inbox: _Inbox) -> bool:
+        """The root is still the very folder last seen present: safe to believe a missing
+        file is really gone (not hidden by an unmount or a remount)."""
+        try:
+            st = os.stat(inbox.root)
+        except OSError:
+            return False
+        return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == inbox.identity
+
+    def _check_presence(self, inbox: _Inbox) -> bool:
+        present, changed = self._probe_root(inbox)
+        if not present:
+            if not inbox.paused:
+                inbox.paused = True
+                self._unschedule(inbox)
+                inbox.log.warning("inbox paused: folder missing (unmounted share?)",
+                                  path=str(inbox.root), tracked=len(inbox.tracker))  # fmt: skip
+            return False
+        if inbox.paused:
+            inbox.paused = False
+            inbox.log.info("inbox resumed: folder is back; rescanning", path=str(inbox.root))
+        elif changed:
+            inbox.log.info("inbox folder changed (remounted?); re-watching", path=str(inbox.root))
+        else:
+            return True
+        inbox.needs_scan = True
+        self._schedule(inbox)
+        return True
+
+    # ----------------------------------------------------------------- scanning
+
+    def _skip(self, inbox: _Inbox, rel: PurePosixPath | Path, reason: str, kind: str) -> None:
+        key = (inbox.spec.name, str(rel))
+        if key not in self._skips_logged:
+            self._skips_logged.add(key)
+            inbox.log.info(f"{kind} skipped", file=str(rel), reason=reason)
+
+    def _walk(self, inbox: _Inbox, top: Path) -> Iterator[tuple[Path, os.stat_result]]:
+        """Non-ignored regular files under ``top`` with their stat; prunes ignored folders,
+        does not follow folder symlinks, logs unreadable folders and goes on."""
+        stack = [top]
+        while stack and not self._stopping.is_set():
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    listed = list(entries)
+            except OSError as exc:
+                inbox.log.warning("cannot list folder", file=str(folder), error=str(exc))
+                continue
+            for entry in listed:
+                found = self._walk_entry(inbox, entry, stack)
+                if found is not None:
+                    yield found
+
+    def _walk_entry(
+        self, inbox: _Inbox, entry: os.DirEntry[str], stack: list[Path]
+    ) -> tuple[Path, os.stat_result] | None:
+        rel = inbox.relative(entry.path)
+        if rel is None:
+            return None
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                reason = inbox.rules.folder_reason(rel.parts)
+                if reason is not None:
+                    self._skip(inbox, rel, reason, "folder")
+                elif inbox.spec.recursive:
+                    stack.append(Path(entry.path))
+                return None
+            reason = inbox.rules(rel)
+            if reason is not None:
+                self._skip(inbox, rel, reason, "file")
+                return None
+            return inbox.root / rel, entry.stat()
+        except OSError as exc:  # vanished between listing and stat, or unreadable
+            inbox.log.debug("cannot stat entry", file=str(rel), error=str(exc))
+            return None
+
+    def _scan(self, inbox: _Inbox, top: Path | None = None) -> int:
+        """Offer every file under ``top`` (default: the whole inbox) to the tracker; on a
+        full scan, check tracked files that were not listed."""
+        started = self._clock()
+        seen: set[Path] = set()
+        for path, st in self._walk(inbox, top or inbox.root):
+            seen.add(path)
+            self._offer(inbox, path, st)
+        if top is None:
+            for path in inbox.tracker.keys():
+                if path not in seen:
+                    self._recheck(inbox, path)
+            inbox.log.debug("inbox scanned", files=len(seen), seconds=self._clock() - started)
+        return len(seen)
+
+    def _process_dirty(self, inbox: _Inbox) -> None:
+        with self._dirty_lock:
+            dirty, inbox.dirty = inbox.dirty, {}
+        for raw, is_dir in dirty.items():
+            rel = inbox.relative(raw)
+            if rel is None or not rel.parts:
+                continue  # the root itself: presence checks handle it
+            if not inbox.spec.recursive and len(rel.parts) > 1:
+                continue
+            if is_dir:
+                self._dirty_folder(inbox, rel)
+                continue
+            reason = inbox.rules(rel)
+            if reason is not None:
+                self._skip(inbox, rel, reason, "file")
+                continue
+            self._recheck(inbox, inbox.root / rel)
+
+    def _dirty_folder(self, inbox: _Inbox, rel: PurePosixPath) -> None:
+        path = inbox.root / rel
+        if inbox.rules.folder_reason(rel.parts) is not None:
+            return
+        if path.is_dir():
+            if inbox.spec.recursive:
+                self._scan(inbox, path)  # created or moved in: its files are new
+        else:
+            self._gone(inbox, path)
+
+    def _sample_due(self, inbox: _Inbox) -> None:
+        for path in inbox.tracker.due(self._clock()):
+            self._recheck(inbox, path)
+
+    def _recheck(self, inbox: _Inbox, path: Path) -> None:
+        """Look at one file on disk: offer it to the tracker, or report it gone."""
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self._gone(inbox, path)
+            return
+        except OSError as exc:  # EIO, ESTALE, EACCES...: keep it, look again later
+            inbox.log.debug("cannot stat file", file=str(path), error=str(exc))
+            return
+        self._offer(inbox, path, st)
+
+    # -------------------------------------------------------- decisions, callbacks
+
+    def _offer(self, inbox: _Inbox, path: Path, st: os.stat_result) -> None:
+        if not stat_mod.S_ISREG(st.st_mode):
+            return
+        if getattr(st, "st_file_attributes", 0) & _WIN_HIDDEN_OR_SYSTEM:
+            rel = inbox.relative(path) or path
+            self._skip(inbox, rel, "hidden or system attribute", "file")
+            return
+        settled = inbox.tracker.observe(path, size=st.st_size, mtime=st.st_mtime, now=self._clock())
+        if settled is not None:
+            self._deliver(inbox, settled)
+
+    def _deliver(self, inbox: _Inbox, settled: Settled[Path]) -> None:
+        path = settled.key
+        rel = inbox.relative(path) or PurePosixPath(path.name)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:  # e.g. Windows sharing violation while a copy holds it
+            if (inbox.spec.name, str(rel)) not in self._unreadable_logged:
+                self._unreadable_logged.add((inbox.spec.name, str(rel)))
+                inbox.log.info("file not readable yet; waiting", file=str(rel), error=str(exc))
+            inbox.tracker.restart(path, self._clock())
+            return
+        ready = ReadyFile(path, inbox.spec.name, str(rel), settled.size, settled.mtime)
+        try:
+            self._on_ready(ready)
+        except Exception:
+            inbox.log.exception("on_ready failed; will offer the file again", file=str(rel))
+            inbox.tracker.restart(path, self._clock())
+            return
+        inbox.tracker.mark_reported(path)
+        inbox.log.info("file ready", file=str(rel), size=settled.size)
+
+    def _gone(self, inbox: _Inbox, path: Path) -> None:
+        """``path`` (a file or a folder) is not there: report tracked files under it removed,
+        unless the inbox root went away too, which pauses instead."""
+        keys = [k for k in inbox.tracker.keys() if k == path or path in k.parents]
+        if not keys or not self._root_unchanged(inbox):
+            return
+        for key in keys:
+            if os.path.lexists(key):
+                continue
+            inbox.tracker.forget(key)
+            rel = inbox.relative(key) or key
+            inbox.log.info("file removed", file=str(rel))
+            try:
+                self._on_removed(key)
+            except Exception:
+                inbox.log.exception("on_removed failed", file=str(rel))
