@@ -11,7 +11,7 @@ message, repr or log line built here contains it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,8 +44,7 @@ from daemon.mvsep.transfer import DownloadProgress, ProgressReader, UploadProgre
 log = structlog.get_logger(__name__)
 
 HISTORY_MAX_LIMIT = 20
-_Status = TypeVar("_Status", JobStatus, RemoteStatus)
-_Model = TypeVar("_Model", JobStatus, RemoteStatus, UserInfo, QueueInfo)
+_T = TypeVar("_T")
 _EMPTY: Mapping[str, str] = {}
 
 
@@ -214,64 +213,41 @@ class MvsepClient:
         A ``failed`` job is returned (``status == "failed"``, ``message`` = reason), not
         raised. Check :attr:`JobStatus.is_finished` before downloading.
         """
-        path = "/api/separation/get"
-        body = self._call("get", "GET", path, params=self._q(hash=hash))
-        return self._parse_status(JobStatus, "get", path, body)
+        return self._call(
+            "get", "GET", "/api/separation/get", _parse_job, params=self._q(hash=hash)
+        )
 
     def get_remote(self, hash: str) -> RemoteStatus:
         """Status of a url-submitted job; when done, ``.hash`` is the hash for :meth:`get`."""
         path = "/api/separation/get-remote"
-        body = self._call("get_remote", "GET", path, params=self._q(hash=hash))
-        return self._parse_status(RemoteStatus, "get_remote", path, body)
+        return self._call("get_remote", "GET", path, _parse_remote, params=self._q(hash=hash))
 
     def cancel(self, hash: str) -> str:
         """Cancel a job that has not started (credits are refunded); the server's message."""
         data = {"api_token": self._token, "hash": hash}
-        body = self._call("cancel", "POST", "/api/separation/cancel", data=data)
-        return _message(body) or "cancelled"
+        return self._call("cancel", "POST", "/api/separation/cancel", _parse_message, data=data)
 
     # -----------------------------------------------------------------------------------------
     # site and account
 
     def algorithms(self) -> list[Algorithm]:
         """The live catalogue of separation types (``render_id`` is the ``sep_type``)."""
-        body = self._call("algorithms", "GET", "/api/app/algorithms")
-        items = body if isinstance(body, list) else _data(body)
-        ctx = self._context("algorithms", "GET", "/api/app/algorithms")
-        with translate_errors(ctx):
-            if not isinstance(items, list):
-                raise ApiServerError(
-                    ctx.describe("expected a list of algorithms"), endpoint="algorithms"
-                )
-            return [Algorithm.model_validate(item) for item in items]
+        return self._call("algorithms", "GET", "/api/app/algorithms", _parse_algorithms)
 
     def user(self) -> UserInfo:
         """The account: credits left (``premium_minutes``), premium switch, running jobs."""
-        body = self._call("user", "GET", "/api/app/user", params=self._q())
-        return self._validate(UserInfo, "user", "/api/app/user", _data(body))
+        return self._call("user", "GET", "/api/app/user", _parse_user, params=self._q())
 
     def queue(self) -> QueueInfo:
         """Current queue lengths per plan (shape undocumented; kept as received)."""
-        body = self._call("queue", "GET", "/api/app/queue", params=self._q())
-        data = _data(body)
-        if not isinstance(data, Mapping) or not ({"queue", "plan"} & set(data)):
-            data = body
-        return self._validate(QueueInfo, "queue", "/api/app/queue", data)
+        return self._call("queue", "GET", "/api/app/queue", _parse_queue, params=self._q())
 
     def separation_history(self, *, start: int = 0, limit: int = 20) -> list[HistoryEntry]:
         """The account's recent jobs, newest first; ``limit`` is clamped to 1..20."""
         limit = min(max(1, limit), HISTORY_MAX_LIMIT)
-        path = "/api/app/separation_history"
         params = self._q(start=str(max(0, start)), limit=str(limit))
-        body = self._call("history", "GET", path, params=params)
-        items = _data(body)
-        ctx = self._context("history", "GET", path)
-        with translate_errors(ctx):
-            if items is None:
-                return []
-            if not isinstance(items, list):
-                raise ApiServerError(ctx.describe("expected a list of jobs"), endpoint="history")
-            return [HistoryEntry.model_validate(item) for item in items]
+        path = "/api/app/separation_history"
+        return self._call("history", "GET", path, _parse_history, params=params)
 
     # -----------------------------------------------------------------------------------------
     # result files
@@ -322,15 +298,22 @@ class MvsepClient:
         endpoint: str,
         method: str,
         path: str,
+        parse: Callable[[CallContext, Any], _T],
         *,
         params: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
-    ) -> Any:
-        """One idempotent API call with stamina retries; the decoded JSON body."""
+    ) -> _T:
+        """One idempotent API call with stamina retries; ``parse`` turns the body into models.
+
+        Parsing happens inside the attempt, so a malformed answer (``ApiServerError``) is
+        retried like any other transient failure.
+        """
         ctx = self._context(endpoint, method, path)
         for attempt in stamina.retry_context(on=self._retry_hook, **self._retry_limits()):
             with attempt:
-                return self._send(ctx, params=params, data=data, timeout=self._timeout)
+                body = self._send(ctx, params=params, data=data, timeout=self._timeout)
+                with translate_errors(ctx):
+                    return parse(ctx, body)
         raise AssertionError("unreachable: stamina re-raises the last error")
 
     def _send(
@@ -379,18 +362,6 @@ class MvsepClient:
         if self._gate is not None:
             self._gate.observe(limit, remaining, retry_after)
 
-    def _parse_status(self, model: type[_Status], endpoint: str, path: str, body: Any) -> _Status:
-        """Flatten ``{"status": ..., "data": {...}}`` into one model."""
-        data = _data(body)
-        merged = dict(data) if isinstance(data, Mapping) else {}
-        if isinstance(body, Mapping):
-            merged["status"] = body.get("status", merged.get("status"))
-        return self._validate(model, endpoint, path, merged)
-
-    def _validate(self, model: type[_Model], endpoint: str, path: str, data: Any) -> _Model:
-        with translate_errors(self._context(endpoint, "GET", path)):
-            return model.model_validate(data)
-
 
 def _data(body: Any) -> Any:
     """``body["data"]`` when the body is an object, else the body itself."""
@@ -399,13 +370,57 @@ def _data(body: Any) -> Any:
     return body
 
 
-def _message(body: Any) -> str | None:
+def _status_fields(body: Any) -> dict[str, Any]:
+    """Flatten ``{"status": ..., "data": {...}}`` into one mapping."""
     data = _data(body)
-    if isinstance(data, Mapping) and isinstance(data.get("message"), str):
-        return cast(str, data["message"])
-    if isinstance(body, Mapping) and isinstance(body.get("message"), str):
-        return cast(str, body["message"])
-    return None
+    merged = dict(data) if isinstance(data, Mapping) else {}
+    if isinstance(body, Mapping) and "status" in body:
+        merged["status"] = body["status"]
+    return merged
+
+
+def _expect_list(ctx: CallContext, items: Any) -> list[Any]:
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ApiServerError(ctx.describe("expected a list"), endpoint=ctx.endpoint)
+    return items
+
+
+def _parse_job(ctx: CallContext, body: Any) -> JobStatus:
+    return JobStatus.model_validate(_status_fields(body))
+
+
+def _parse_remote(ctx: CallContext, body: Any) -> RemoteStatus:
+    return RemoteStatus.model_validate(_status_fields(body))
+
+
+def _parse_message(ctx: CallContext, body: Any) -> str:
+    data = _data(body)
+    for source in (data, body):
+        if isinstance(source, Mapping) and isinstance(source.get("message"), str):
+            return cast(str, source["message"])
+    return "cancelled"
+
+
+def _parse_algorithms(ctx: CallContext, body: Any) -> list[Algorithm]:
+    items = body if isinstance(body, list) else _data(body)
+    return [Algorithm.model_validate(item) for item in _expect_list(ctx, items)]
+
+
+def _parse_user(ctx: CallContext, body: Any) -> UserInfo:
+    return UserInfo.model_validate(_data(body))
+
+
+def _parse_queue(ctx: CallContext, body: Any) -> QueueInfo:
+    data = _data(body)
+    if not isinstance(data, Mapping) or not ({"queue", "plan"} & set(data)):
+        data = body
+    return QueueInfo.model_validate(data)
+
+
+def _parse_history(ctx: CallContext, body: Any) -> list[HistoryEntry]:
+    return [HistoryEntry.model_validate(item) for item in _expect_list(ctx, _data(body))]
 
 
 __all__ = ["MvsepClient", "RateLimit", "RequestGate"]
