@@ -110,16 +110,24 @@ def test_create_with_file_streams_multipart(audio: Path) -> None:
     script = Script(CREATED)
     seen: list[tuple[int, int]] = []
     result = script.client().create(
-        sep_type=40, output_format=2, options={"add_opt1": "5"}, file=audio,
-        upload_name="n0nce-song.wav", progress=lambda sent, total: seen.append((sent, total)),
+        sep_type=40,
+        output_format=2,
+        options={"add_opt1": "5"},
+        file=audio,
+        upload_name="n0nce-song.wav",
+        progress=lambda sent, total: seen.append((sent, total)),
     )
     assert (result.hash, result.link) == ("H1", "https://x/get")
     request = script.requests[0]
     body = request.content
     assert request.headers["content-type"].startswith("multipart/form-data")
     assert int(request.headers["content-length"]) == len(body)  # sized, not chunked
-    for name, value in [("api_token", TOKEN), ("sep_type", "40"), ("output_format", "2"),
-                        ("add_opt1", "5")]:
+    for name, value in [
+        ("api_token", TOKEN),
+        ("sep_type", "40"),
+        ("output_format", "2"),
+        ("add_opt1", "5"),
+    ]:
         assert f'name="{name}"\r\n\r\n{value}\r\n'.encode() in body
     assert b'name="audiofile"; filename="n0nce-song.wav"' in body
     assert audio.read_bytes() in body
@@ -130,13 +138,24 @@ def test_create_with_file_streams_multipart(audio: Path) -> None:
 
 def test_create_with_url_is_form_encoded() -> None:
     script = Script(CREATED)
-    script.client().create(sep_type=40, output_format=0, url="http://127.0.0.1/a.wav",
-                           remote_type="direct", is_demo=True)
+    script.client().create(
+        sep_type=40,
+        output_format=0,
+        url="http://127.0.0.1/a.wav",
+        remote_type="direct",
+        is_demo=True,
+    )
     request = script.requests[0]
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     form = dict(httpx.QueryParams(request.content.decode()))
-    assert form == {"api_token": TOKEN, "sep_type": "40", "output_format": "0", "is_demo": "1",
-                    "url": "http://127.0.0.1/a.wav", "remote_type": "direct"}
+    assert form == {
+        "api_token": TOKEN,
+        "sep_type": "40",
+        "output_format": "0",
+        "is_demo": "1",
+        "url": "http://127.0.0.1/a.wav",
+        "remote_type": "direct",
+    }
 
 
 def test_create_needs_exactly_one_source(audio: Path) -> None:
@@ -150,10 +169,20 @@ def test_create_needs_exactly_one_source(audio: Path) -> None:
 def test_other_calls() -> None:
     script = Script(
         reply(json={"success": True, "data": {"message": "Cancelled"}}),
-        reply(json={"success": True, "data": {"name": "n", "email": "e", "api_token": TOKEN,
-                                              "premium_minutes": "54", "premium_enabled": 1,
-                                              "long_filenames_enabled": 0,
-                                              "current_queue": 1}}),
+        reply(
+            json={
+                "success": True,
+                "data": {
+                    "name": "n",
+                    "email": "e",
+                    "api_token": TOKEN,
+                    "premium_minutes": "54",
+                    "premium_enabled": 1,
+                    "long_filenames_enabled": 0,
+                    "current_queue": 1,
+                },
+            }
+        ),
         reply(json={"success": True, "data": {"queue": {"free": 3}, "plan": 3}}),
         reply(json={"success": True, "status": "done", "data": {"hash": "REAL", "link": "l"}}),
         reply(json={"success": True, "data": []}),
@@ -167,7 +196,9 @@ def test_other_calls() -> None:
     assert client.separation_history(start=5, limit=99) == []
     cancel, user_rq, queue, remote, history = script.requests
     assert cancel.method == "POST" and dict(httpx.QueryParams(cancel.content.decode())) == {
-        "api_token": TOKEN, "hash": "H1"}
+        "api_token": TOKEN,
+        "hash": "H1",
+    }
     assert user_rq.url.path == "/api/app/user" and queue.url.path == "/api/app/queue"
     assert remote.url.path == "/api/separation/get-remote"
     assert history.url.params["limit"] == "20" and history.url.params["start"] == "5"
@@ -193,15 +224,21 @@ def test_other_calls() -> None:
         (reply(200, text="<html>maintenance</html>"), ApiServerError, True),
         (reply(502, text="<html>bad gateway</html>"), ApiServerError, True),
         (reply(500, {"success": False, "message": "oops"}), ApiServerError, True),
-        (reply(429, {"message": "Too Many Attempts."}, **{"Retry-After": "0"}), ApiRateLimited,
-         True),
+        (
+            reply(429, {"message": "Too Many Attempts."}, **{"Retry-After": "0"}),
+            ApiRateLimited,
+            True,
+        ),
         (fail(httpx.ConnectError), ApiConnectionError, True),
         (fail(httpx.ReadError), ApiConnectionError, True),
         (fail(httpx.RemoteProtocolError), ApiConnectionError, True),
         (fail(httpx.ConnectTimeout), ApiTimeout, True),
         (fail(httpx.ReadTimeout), ApiTimeout, True),
-        (reply(200, {"success": True, "status": "done", "data": {"files": "x"}}), ApiServerError,
-         True),
+        (
+            reply(200, {"success": True, "status": "done", "data": {"files": "x"}}),
+            ApiServerError,
+            True,
+        ),
     ],
 )
 def test_error_mapping_and_retries(step: Step, error: type[ApiError], retried: bool) -> None:
@@ -245,8 +282,18 @@ def test_transient_errors_then_success() -> None:
         reply(200, {"success": True, "data": {"link": "no hash"}}),
         reply(200, {"success": True}),
     ],
-    ids=["read-timeout", "write-timeout", "read-error", "write-error", "protocol", "500", "503",
-         "html-200", "no-hash", "no-data"],
+    ids=[
+        "read-timeout",
+        "write-timeout",
+        "read-error",
+        "write-error",
+        "protocol",
+        "500",
+        "503",
+        "html-200",
+        "no-hash",
+        "no-data",
+    ],
 )
 def test_create_ambiguous_failures_are_outcome_unknown(step: Step, audio: Path) -> None:
     script = Script(step, CREATED)
@@ -257,8 +304,13 @@ def test_create_ambiguous_failures_are_outcome_unknown(step: Step, audio: Path) 
 
 @pytest.mark.parametrize(
     "step",
-    [fail(httpx.ConnectError), fail(httpx.ConnectTimeout), fail(httpx.PoolTimeout), SLOTS,
-     reply(429, {"message": "Too Many Attempts."})],
+    [
+        fail(httpx.ConnectError),
+        fail(httpx.ConnectTimeout),
+        fail(httpx.PoolTimeout),
+        SLOTS,
+        reply(429, {"message": "Too Many Attempts."}),
+    ],
     ids=["connect-error", "connect-timeout", "pool-timeout", "slots-full", "429"],
 )
 def test_create_retries_only_when_nothing_was_created(step: Step, audio: Path) -> None:
@@ -273,9 +325,11 @@ def test_create_retries_only_when_nothing_was_created(step: Step, audio: Path) -
 
 @pytest.mark.parametrize(
     ("step", "error"),
-    [(reply(400, {"success": False, "errors": ["bad sep_type"]}), ApiRejected),
-     (reply(401, {"message": "Unauthenticated."}), ApiAuthError),
-     (reply(200, {"success": False, "data": {"message": "File too big"}}), ApiRejected)],
+    [
+        (reply(400, {"success": False, "errors": ["bad sep_type"]}), ApiRejected),
+        (reply(401, {"message": "Unauthenticated."}), ApiAuthError),
+        (reply(200, {"success": False, "data": {"message": "File too big"}}), ApiRejected),
+    ],
 )
 def test_create_refusals_are_not_retried(step: Step, error: type[ApiError]) -> None:
     script = Script(step, CREATED)
@@ -337,9 +391,9 @@ class RecordingGate:
     def acquire(self, kind: str) -> None:
         self.calls.append(("acquire", kind))
 
-    def observe(self, limit: int | None, remaining: int | None, retry_after_s: float | None) -> (
-        None
-    ):
+    def observe(
+        self, limit: int | None, remaining: int | None, retry_after_s: float | None
+    ) -> None:
         self.calls.append(("observe", limit, remaining, retry_after_s))
 
 
@@ -353,15 +407,20 @@ def test_gate_is_called_for_every_attempt() -> None:
     gate = RecordingGate()
     script.client(gate=gate).get("H1")
     assert gate.calls == [
-        ("acquire", "get"), ("observe", 60, 7, 0.0),
+        ("acquire", "get"),
+        ("observe", 60, 7, 0.0),
         ("acquire", "get"),  # the connection failed: no answer to observe
-        ("acquire", "get"), ("observe", 60, 7, None),
+        ("acquire", "get"),
+        ("observe", 60, 7, None),
     ]
 
 
 def test_gate_kinds_and_rate_limit(tmp_path: Path) -> None:
-    ok = reply(200, {"success": True, "data": {"hash": "H", "message": "m"}},
-               **{"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "58"})
+    ok = reply(
+        200,
+        {"success": True, "data": {"hash": "H", "message": "m"}},
+        **{"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "58"},
+    )
     script = Script(ok)
     gate = RecordingGate()
     client = script.client(gate=gate)
@@ -389,10 +448,14 @@ def leaky(exc_type: type[httpx.TransportError]) -> Step:
 
 @pytest.mark.parametrize(
     "step",
-    [leaky(httpx.ConnectError), leaky(httpx.ReadTimeout), leaky(httpx.RemoteProtocolError),
-     reply(400, {"success": False, "message": f"unknown key {TOKEN}"}),
-     reply(500, text=f"trace with {TOKEN}"),
-     reply(200, {"success": True, "data": {"api_token": TOKEN, "premium_minutes": [TOKEN]}})],
+    [
+        leaky(httpx.ConnectError),
+        leaky(httpx.ReadTimeout),
+        leaky(httpx.RemoteProtocolError),
+        reply(400, {"success": False, "message": f"unknown key {TOKEN}"}),
+        reply(500, text=f"trace with {TOKEN}"),
+        reply(200, {"success": True, "data": {"api_token": TOKEN, "premium_minutes": [TOKEN]}}),
+    ],
 )
 @pytest.mark.parametrize("call", ["user", "create"])
 def test_token_never_in_errors(step: Step, call: str, audio: Path) -> None:
@@ -403,8 +466,13 @@ def test_token_never_in_errors(step: Step, call: str, audio: Path) -> None:
         else:
             client.create(sep_type=1, output_format=0, file=audio)
     exc = caught.value
-    texts = [str(exc), repr(exc), "".join(traceback.format_exception(exc)), repr(client),
-             repr(logs)]
+    texts = [
+        str(exc),
+        repr(exc),
+        "".join(traceback.format_exception(exc)),
+        repr(client),
+        repr(logs),
+    ]
     assert all(TOKEN not in text for text in texts)
     assert exc.endpoint == call
 

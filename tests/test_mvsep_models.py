@@ -160,8 +160,15 @@ def test_postman_history_with_rate_limit_headers(captures: Path) -> None:
 
 def test_numbers_and_booleans_as_strings() -> None:
     user = UserInfo.model_validate(
-        {"name": "n", "email": "e", "api_token": "SECRET", "premium_minutes": "54.5",
-         "premium_enabled": "0", "long_filenames_enabled": 1, "current_queue": "2"}
+        {
+            "name": "n",
+            "email": "e",
+            "api_token": "SECRET",
+            "premium_minutes": "54.5",
+            "premium_enabled": "0",
+            "long_filenames_enabled": 1,
+            "current_queue": "2",
+        }
     )
     assert user.premium_minutes == 54.5 and user.premium_enabled is False
     assert user.long_filenames_enabled is True and user.current_queue == 2
@@ -180,8 +187,14 @@ def test_is_finished_needs_every_url() -> None:
 
 def test_job_status_leniency() -> None:
     status = JobStatus.model_validate(
-        {"status": "distributing", "finished_chunks": "3", "all_chunks": 7.0, "files": None,
-         "queue_count": "", "unknown": {"x": 1}}
+        {
+            "status": "distributing",
+            "finished_chunks": "3",
+            "all_chunks": 7.0,
+            "files": None,
+            "queue_count": "",
+            "unknown": {"x": 1},
+        }
     )
     assert (status.finished_chunks, status.all_chunks, status.queue_count) == (3, 7, None)
     assert status.files == []
@@ -201,13 +214,20 @@ def test_history_and_remote_leniency() -> None:
 
 def test_algorithm_options_shapes() -> None:
     algo = Algorithm.model_validate(
-        {"render_id": "40", "name": "BS", "price_coefficient": "1.5", "is_active": "1",
-         "orientation": 0, "output_stems": None, "outputs": "not json",
-         "algorithm_fields": [
-             {"name": "add_opt1", "options": '["a", "b"]', "default_key": 0},
-             {"name": "add_opt2", "options": {"10": "x", "3": 4}, "default_key": None},
-             {"name": "add_opt3", "options": ""},
-         ]}
+        {
+            "render_id": "40",
+            "name": "BS",
+            "price_coefficient": "1.5",
+            "is_active": "1",
+            "orientation": 0,
+            "output_stems": None,
+            "outputs": "not json",
+            "algorithm_fields": [
+                {"name": "add_opt1", "options": '["a", "b"]', "default_key": 0},
+                {"name": "add_opt2", "options": {"10": "x", "3": 4}, "default_key": None},
+                {"name": "add_opt3", "options": ""},
+            ],
+        }
     )
     assert algo.render_id == 40 and algo.price_coefficient == 1.5 and algo.is_active
     assert algo.output_stems == [] and algo.outputs == {}
