@@ -170,7 +170,7 @@ def render_output_path(template: str, fields: Mapping[str, str]) -> PurePosixPat
             parts.extend(_expand_relative_dir(fields.get("relative_dir", "")))
             continue
         rendered = part.format_map(_Blank(fields))
-        if rendered.strip(" ."):
+        if rendered.strip():
             parts.append(safe_component(rendered))
     if not parts:
         raise ValueError(f"output template {template!r} rendered an empty path")
