@@ -1,0 +1,378 @@
+"""The emulated MVSEP API as a Starlette app.
+
+Every ``/api/`` route goes through :meth:`EmulatorApp.api`: stats, parameters, the rate
+limit, injected HTTP faults, the unknown-parameter check, then the route's handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from daemon.emulator import answers
+from daemon.emulator.answers import Answer, error_message, error_plain
+from daemon.emulator.creating import create_job
+from daemon.emulator.dropping import DropLayer
+from daemon.emulator.faults import fault_from_json
+from daemon.emulator.state import Account, EmulatorState
+from daemon.emulator.validation import unknown_params
+
+Params = dict[str, str]
+Handler = Callable[[Request, Params, UploadFile | None], Awaitable[Answer]]
+HTTP_FAULTS = frozenset({"http_5xx", "http_429", "slow"})
+
+
+def base_url_of(request: Request) -> str:
+    """``http://host:port`` as the client addressed us (so ``[::1]`` works)."""
+    return str(request.base_url).rstrip("/")
+
+
+def to_response(answer: Answer) -> Response:
+    """An :class:`Answer` as a JSON response."""
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=answer.headers)
+
+
+class EmulatorApp:
+    """Routes bound to one :class:`EmulatorState`."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+
+    def build(self) -> DropLayer:
+        """The ASGI app: Starlette routes wrapped by the connection-dropping layer."""
+        api = self.api
+        routes = [
+            Route("/api/separation/create", api("create", self.create), methods=["POST"]),
+            Route("/api/separation/get", api("get", self.get), methods=["GET"]),
+            Route(
+                "/api/separation/get-remote", api("get_remote", self.get_remote), methods=["GET"]
+            ),
+            Route("/api/separation/cancel", api("cancel", self.cancel), methods=["POST"]),
+            Route("/api/app/algorithms", api("algorithms", self.algorithms), methods=["GET"]),
+            Route("/api/app/user", api("user", self.user), methods=["GET"]),
+            Route("/api/app/login", api("login", self.login), methods=["POST"]),
+            Route("/api/app/queue", api("queue", self.queue), methods=["GET"]),
+            Route("/api/app/separation_history", api("history", self.history), methods=["GET"]),
+            Route("/storage/temp/{hash}", self.download_input, methods=["GET", "HEAD"]),
+            Route("/storage/{hash}/{filename}", self.download_stem, methods=["GET", "HEAD"]),
+            Route("/_emulator/faults", self.admin_faults, methods=["POST", "GET"]),
+            Route("/_emulator/stats", self.admin_stats, methods=["GET"]),
+            Route("/_emulator/jobs", self.admin_jobs, methods=["GET"]),
+            Route("/_emulator/reset", self.admin_reset, methods=["POST"]),
+        ]
+        return DropLayer(Starlette(routes=routes), self.state)
+
+    # -- the common path of /api/ calls --------------------------------------------------
+    def api(self, endpoint: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap ``handler`` with stats, rate limit, faults and parameter checks."""
+
+        async def route(request: Request) -> Response:
+            self.state.count_call(endpoint)
+            params, upload = await self._params(request)
+            try:
+                answer = await self._answer(request, endpoint, handler, params, upload)
+            finally:
+                if upload is not None:
+                    await upload.close()
+            return to_response(answer)
+
+        return route
+
+    async def _answer(
+        self,
+        request: Request,
+        endpoint: str,
+        handler: Handler,
+        params: Params,
+        upload: UploadFile | None,
+    ) -> Answer:
+        client = request.client.host if request.client else "unknown"
+        decision = self.state.rate_hit(params.get("api_token") or f"ip:{client}")
+        if decision.retry_after_s is not None:
+            answer = error_plain("Too Many Attempts.", 429)
+        else:
+            answer = await self._faulted(endpoint) or await self._checked(
+                request, endpoint, handler, params, upload
+            )
+        answer.headers = {**decision.headers(), **answer.headers}
+        return answer
+
+    async def _checked(
+        self,
+        request: Request,
+        endpoint: str,
+        handler: Handler,
+        params: Params,
+        upload: UploadFile | None,
+    ) -> Answer:
+        names = set(params) | ({"audiofile"} if upload is not None else set())
+        return unknown_params(endpoint, names) or await handler(request, params, upload)
+
+    async def _faulted(self, endpoint: str) -> Answer | None:
+        fault = self.state.faults.take(endpoint, HTTP_FAULTS)
+        if fault is None:
+            return None
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.delay_s)
+            return None
+        if fault.kind == "http_429":
+            with self.state.lock:
+                self.state.stats.rate_limited += 1
+            retry = {"Retry-After": str(max(0, round(fault.retry_after_s)))}
+            return Answer(429, {"success": False, "message": "Too Many Attempts."}, retry)
+        return Answer(fault.status, {"success": False, "message": "Server Error"})
+
+    async def _params(self, request: Request) -> tuple[Params, UploadFile | None]:
+        params: Params = dict(request.query_params)
+        upload: UploadFile | None = None
+        if request.method == "POST":
+            form = await request.form(max_part_size=16 * 1024 * 1024)
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    if key == "audiofile" and upload is None:
+                        upload = value
+                    else:
+                        params[key] = value.filename or ""
+                else:
+                    params[key] = value
+        return params, upload
+
+    def _account(self, params: Params) -> Account | None:
+        return self.state.account_for(params.get("api_token"))
+
+    # -- separation ----------------------------------------------------------------------
+    async def create(self, request: Request, params: Params, upload: UploadFile | None) -> Answer:
+        """``POST /api/separation/create``."""
+        account = self._account(params)
+        if account is None:
+            return error_message("Invalid api_token", 401)
+        answer = await create_job(self.state, account, params, upload, base_url_of(request))
+        if answer.status_code == 200 and self.state.faults.take("create", {"drop_after_create"}):
+            request.state.emulator_drop = "answer"
+        return answer
+
+    async def get(self, request: Request, params: Params, upload: UploadFile | None) -> Answer:
+        """``GET /api/separation/get``."""
+        job_hash = params.get("hash", "")
+        if not job_hash:
+            return error_message("The hash field is required.")
+        if self.state.faults.take("get", {"hash_not_found"}):
+            return answers.not_found()
+        now = self.state.clock()
+        with self.state.lock:
+            job = self.state.jobs.get(job_hash)
+            if job is None:
+                return answers.not_found()
+            phase = job.phase(now)
+            if phase.status == "done" and phase.files_visible:
+                fault = self.state.faults.take("get", {"done_without_files"})
+                if fault is not None:
+                    job.files_hidden_until = now + fault.delay_s
+                    phase = job.phase(now)
+        if phase.status == "expired":
+            return answers.not_found()
+        queue = self.state.queue_position(job) if phase.status == "waiting" else (0, 0)
+        return Answer(
+            200, answers.status_body(job, phase, base_url=base_url_of(request), queue=queue)
+        )
+
+    async def get_remote(
+        self, request: Request, params: Params, upload: UploadFile | None
+    ) -> Answer:
+        """``GET /api/separation/get-remote``: the url download's status."""
+        job_hash = params.get("hash", "")
+        if not job_hash:
+            return error_message("The hash field is required.")
+        now = self.state.clock()
+        with self.state.lock:
+            job = self.state.jobs.get(job_hash)
+            if (
+                job is None
+                or job.source_url is None
+                or self.state.faults.take("get_remote", {"hash_not_found"})
+            ):
+                return answers.not_found()
+            phase = job.phase(now)
+            fetched = job.duration_s is not None
+        if phase.status in ("expired",):
+            return answers.not_found()
+        if phase.status == "failed":
+            return Answer(
+                200, {"success": True, "status": "failed", "data": {"message": job.failure}}
+            )
+        if fetched:
+            link = f"{base_url_of(request)}/api/separation/get?hash={job.hash}"
+            return Answer(
+                200, {"success": True, "status": "done", "data": {"link": link, "hash": job.hash}}
+            )
+        count, order = self.state.queue_position(job)
+        data = {"queue_count": count, "current_order": order}
+        return Answer(200, {"success": True, "status": "waiting", "data": data})
+
+    async def cancel(self, request: Request, params: Params, upload: UploadFile | None) -> Answer:
+        """``POST /api/separation/cancel``."""
+        account = self._account(params)
+        if account is None:
+            return error_message("Invalid api_token", 401)
+        if not params.get("hash"):
+            return error_message("The hash field is required.")
+        ok, message = self.state.cancel(account, params["hash"])
+        return Answer(200, {"success": ok, "data": {"message": message}})
+
+    # -- site and user -------------------------------------------------------------------
+    async def algorithms(
+        self, request: Request, params: Params, upload: UploadFile | None
+    ) -> Answer:
+        """``GET /api/app/algorithms``: the bare array."""
+        return Answer(200, self.state.catalogue.raw)
+
+    def _user_data(self, account: Account) -> dict[str, Any]:
+        with self.state.lock:
+            minutes = account.premium_minutes
+        return {
+            "name": account.name,
+            "email": account.email,
+            "api_token": account.token,
+            "created_at": "2024-01-01 00:00:00",
+            "updated_at": "2024-01-01 00:00:00",
+            "premium_minutes": int(minutes) if float(minutes).is_integer() else minutes,
+            "premium_enabled": 1 if account.premium else 0,
+            "long_filenames_enabled": 0,
+        }
+
+    async def user(self, request: Request, params: Params, upload: UploadFile | None) -> Answer:
+        """``GET /api/app/user``."""
+        account = self._account(params)
+        if account is None:
+            return error_plain("Invalid api_token")
+        data = self._user_data(account) | {"current_queue": self.state.active_jobs(account)}
+        return Answer(200, {"success": True, "data": data})
+
+    async def login(self, request: Request, params: Params, upload: UploadFile | None) -> Answer:
+        """``POST /api/app/login``: any non-empty email and password."""
+        missing = {
+            name: [f"The {name} field is required."]
+            for name in ("email", "password")
+            if not params.get(name, "").strip()
+        }
+        if missing:
+            return error_plain(missing)
+        account = self.state.login(params["email"].strip())
+        return Answer(200, {"success": True, "data": self._user_data(account)})
+
+    async def queue(self, request: Request, params: Params, upload: UploadFile | None) -> Answer:
+        """``GET /api/app/queue``: waiting jobs per plan."""
+        now = self.state.clock()
+        with self.state.lock:
+            counts = {"free": 0, "premium": 0}
+            for job in self.state.jobs.values():
+                if job.phase(now).status == "waiting":
+                    account = self.state.accounts.get(job.token)
+                    counts["premium" if account and account.premium else "free"] += 1
+        account = self._account(params)
+        plan = "premium" if account is not None and account.premium else "free"
+        data = {"queue": counts, "plan": {"name": plan, "queue": counts[plan]}}
+        return Answer(200, {"success": True, "data": data})
+
+    async def history(self, request: Request, params: Params, upload: UploadFile | None) -> Answer:
+        """``GET /api/app/separation_history``: newest first, ``limit`` at most 20."""
+        account = self._account(params)
+        if account is None:
+            return error_plain("Invalid api_token")
+        try:
+            start = int(params.get("start", "0") or 0)
+            limit = int(params.get("limit", "20") or 20)
+        except ValueError:
+            return error_message("start and limit must be integers")
+        if not 1 <= limit <= 20 or start < 0:
+            return error_message("limit must be between 1 and 20 and start at least 0")
+        now = self.state.clock()
+        with self.state.lock:
+            mine = [j for j in self.state.jobs.values() if j.token == account.token]
+            mine.sort(key=lambda j: j.id, reverse=True)
+            data = [
+                answers.history_entry(j, j.phase(now), now) for j in mine[start : start + limit]
+            ]
+        return Answer(200, {"success": True, "data": data})
+
+    # -- result files --------------------------------------------------------------------
+    async def download_input(self, request: Request) -> Response:
+        """``GET /storage/temp/<hash>``: the job's input."""
+        return await self._download(request, request.path_params["hash"], None)
+
+    async def download_stem(self, request: Request) -> Response:
+        """``GET /storage/<hash>/<file>``: one stem (Range supported)."""
+        return await self._download(
+            request, request.path_params["hash"], request.path_params["filename"]
+        )
+
+    async def _download(self, request: Request, job_hash: str, filename: str | None) -> Response:
+        self.state.count_call("download")
+        fault = await self._faulted("download")
+        if fault is not None:
+            return to_response(fault)
+        now = self.state.clock()
+        with self.state.lock:
+            job = self.state.jobs.get(job_hash)
+            if job is None or job.phase(now).status in ("expired", "cancelled"):
+                return JSONResponse({"success": False, "message": "Not found"}, status_code=404)
+            if filename is None:
+                path, name = job.input_path, job.hash
+            elif job.dsp_done_mono is not None and filename in {s.filename for s in job.files}:
+                path, name = job.job_dir / filename, filename
+            else:
+                return JSONResponse({"success": False, "message": "Not found"}, status_code=404)
+            self.state.stats.downloads += 1
+        if self.state.faults.take("download", {"drop_download"}):
+            request.state.emulator_drop = "body"
+        return FileResponse(path, filename=name)
+
+    # -- admin ---------------------------------------------------------------------------
+    async def admin_faults(self, request: Request) -> Response:
+        """``POST /_emulator/faults``: arm a JSON fault or list of faults; GET lists them."""
+        if request.method == "GET":
+            return JSONResponse([f.to_json() for f in self.state.faults.pending()])
+        try:
+            payload = json.loads(await request.body())
+            items = payload if isinstance(payload, list) else [payload]
+            faults = [fault_from_json(item) for item in items]
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"success": False, "message": str(exc)}, status_code=400)
+        for fault in faults:
+            self.state.faults.add(fault)
+        return JSONResponse({"success": True, "armed": len(faults)})
+
+    async def admin_stats(self, request: Request) -> Response:
+        """``GET /_emulator/stats``."""
+        return JSONResponse(self.state.stats_json())
+
+    async def admin_jobs(self, request: Request) -> Response:
+        """``GET /_emulator/jobs``: job snapshots."""
+        views = self.state.snapshot()
+        body = {
+            h: {
+                "upload_name": v.upload_name,
+                "sep_type": v.sep_type,
+                "options": v.options,
+                "output_format": v.output_format,
+                "state": v.state,
+                "credits": v.credits,
+                "created_at": answers.format_date(v.created_at),
+                "failure": v.failure,
+            }
+            for h, v in views.items()
+        }
+        return JSONResponse(body)
+
+    async def admin_reset(self, request: Request) -> Response:
+        """``POST /_emulator/reset``: forget jobs, accounts, faults, stats."""
+        self.state.reset()
+        return JSONResponse({"success": True})

@@ -1,0 +1,131 @@
+"""Run the emulator with uvicorn in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+
+from daemon.emulator.app import EmulatorApp
+from daemon.emulator.dropping import install_log_filter
+from daemon.emulator.faults import Fault
+from daemon.emulator.options import EmulatorOptions
+from daemon.emulator.state import EmulatorState, JobView
+
+STARTUP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 2.0
+
+
+class EmulatorServer:
+    """A real HTTP server speaking the MVSEP API on ``host``; ``port=0`` picks a free port.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self, options: EmulatorOptions | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.options = options or EmulatorOptions()
+        self.host = host
+        self._requested_port = port
+        self._owns_data_dir = self.options.data_dir is None
+        data_dir = self.options.data_dir or Path(tempfile.mkdtemp(prefix="mvsep-emu-"))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.state = EmulatorState(self.options, data_dir)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        """Bind, start uvicorn in a daemon thread and wait until it serves."""
+        install_log_filter()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._requested_port))
+        sock.listen(128)
+        self._socket = sock
+        self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            EmulatorApp(self.state).build(),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=0.25,  # type: ignore[arg-type]
+            timeout_keep_alive=5,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._thread = threading.Thread(
+            target=self._run, args=(server, sock), name="mvsep-emulator", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the emulator did not start")
+            time.sleep(0.002)
+        return self
+
+    @staticmethod
+    def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+        asyncio.run(server.serve(sockets=[sock]))
+
+    def stop(self) -> None:
+        """Stop serving, stop the DSP workers and remove the temporary data directory."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True
+            self._thread.join(STOP_TIMEOUT_S)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+        self.state.close()
+        if self._owns_data_dir:
+            self.state.remove_data()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def add_fault(self, fault: Fault) -> None:
+        """Arm an injected fault."""
+        self.state.faults.add(fault)
+
+    def clear_faults(self) -> None:
+        """Disarm every fault."""
+        self.state.faults.clear()
+
+    def reset(self) -> None:
+        """Forget jobs, accounts, faults, stats and rate-limit windows."""
+        self.state.reset()
+
+    @property
+    def stats(self) -> dict[str, object]:
+        """Calls per endpoint, creates accepted/rejected, 429s sent, cancels, faults fired."""
+        return self.state.stats_json()
+
+    @property
+    def jobs(self) -> dict[str, JobView]:
+        """Snapshots of every job, by hash."""
+        return self.state.snapshot()
