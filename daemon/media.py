@@ -138,11 +138,30 @@ def _read_with_mutagen(path: Path, fmt: str) -> AudioProbe:
     duration = float(length) if isinstance(length, int | float) else None
     if duration is not None and duration <= 0:
         return AudioProbe(ok=False, format=fmt, reason="no audio data (duration 0 s)")
+    truncated = _truncation(path, audio.info, fmt, duration)
+    if truncated is not None:
+        return AudioProbe(ok=False, format=fmt, duration_s=duration, reason=truncated)
     artist, title = _tags(audio.tags)
     if fmt == "wav" and (artist is None or title is None):
         info = _riff_info(path)
         artist, title = artist or info.get("IART"), title or info.get("INAM")
     return AudioProbe(ok=True, format=fmt, duration_s=duration, artist=artist, title=title)
+
+
+def _truncation(path: Path, info: Any, fmt: str, duration: float | None) -> str | None:
+    """PCM files (wav, aiff) whose header promises more audio than the file holds."""
+    bitrate = getattr(info, "bitrate", None)
+    if fmt not in ("wav", "aiff") or not duration or not isinstance(bitrate, int) or not bitrate:
+        return None
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    expected = duration * bitrate / 8
+    if size + 1024 >= expected * 0.98:
+        return None
+    held = max(size - 1024, 0) * 8 / bitrate
+    return f"damaged {fmt}: cut off (the header says {duration:.1f} s, the file holds {held:.1f} s)"
 
 
 def _short(exc: Exception) -> str:
