@@ -394,6 +394,7 @@ def _on_submit_intent(job: Job, ev: Event, now: float) -> Job:
     assert isinstance(ev, SubmitIntent)
     _require(job.mvsep_hash is None, job, ev, "it already has an MVSEP hash")
     _require(job.sha256 is not None, job, ev, "it was not prepared")
+    _require(job.cancel_requested is None, job, ev, "a cancel was requested")
     return dataclasses.replace(job, state=_S.SUBMITTING, nonce=ev.nonce, intent_at=now)
 
 
@@ -406,7 +407,9 @@ def _on_submitted(job: Job, ev: Event, now: float) -> Job:
 
 
 def _on_reconciled_absent(job: Job, ev: Event, now: float) -> Job:
-    return dataclasses.replace(job, state=_S.READY, nonce=None, intent_at=None)
+    # Nothing was created: a pending cancel request can now simply be honoured.
+    state = _S.READY if job.cancel_requested is None else _S.CANCELLED
+    return dataclasses.replace(job, state=state, nonce=None, intent_at=None)
 
 
 def _on_status(job: Job, ev: Event, now: float) -> Job:

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -152,6 +152,10 @@ class EventRow:
     data: dict[str, Any] | None
 
 
+ChangeListener = Callable[[Job, str, str], None]
+"""``(job after the change, event kind, reason)``."""
+
+
 class _WallClock:
     def monotonic(self) -> float:
         return time.monotonic()
@@ -163,8 +167,21 @@ class _WallClock:
 class Journal:
     """The persistent job journal. Open it once per daemon; close it (or use ``with``)."""
 
-    def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock | None = None,
+        on_change: ChangeListener | None = None,
+    ) -> None:
+        """Open (create, migrate) and lock the journal at ``path``.
+
+        ``on_change(job, kind, reason)`` is called after each committed change (outside the
+        transaction), e.g. to log one line per state change.
+        """
         self.path = Path(path)
+        self.on_change = on_change
+        self._pending: list[tuple[Job, str, str]] = []
         self._clock: Clock = clock if clock is not None else _WallClock()
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,12 +255,23 @@ class Journal:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._pending.clear()
                 raise
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
+                self._pending.clear()
                 raise JournalError(f"journal {self.path}: commit failed: {exc}") from exc
+            pending, self._pending = self._pending, []
+        self._notify(pending)
+
+    def _notify(self, pending: list[tuple[Job, str, str]]) -> None:
+        listener = self.on_change
+        if listener is None:
+            return
+        for job, kind, reason in pending:
+            listener(job, kind, reason)
 
     def _read(self, sql: str, args: Iterable[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -295,7 +323,9 @@ class Journal:
             )
             job_id = int(cur.lastrowid or 0)
             _insert_event(db, job_id, now, "seen", None, JobState.READY, str(source.path), None)
-            return self._get(db, job_id), True
+            job = self._get(db, job_id)
+            self._pending.append((job, "seen", str(source.path)))
+            return job, True
 
     # ------------------------------------------------------------ transitions
 
@@ -316,19 +346,28 @@ class Journal:
         new = transition(job, event, now=now)
         _write_job(db, new)
         _insert_event(db, job.id, now, event.kind, job.state, new.state, describe(event), data)
+        self._pending.append((new, event.kind, describe(event)))
         return new
 
     def mark_prepared(self, job_id: int, sha256: str, estimated_credits: float | None) -> Job:
         return self.apply(job_id, Prepared(sha256, estimated_credits))
 
-    def claim_next_ready(self, nonce_factory: Callable[[], str]) -> Job | None:
-        """Move the oldest prepared ready job to ``submitting`` (the intent, before any POST)."""
+    def claim_next_ready(
+        self, nonce_factory: Callable[[], str], *, exclude: Collection[int] = ()
+    ) -> Job | None:
+        """Move the oldest prepared ready job to ``submitting`` (the intent, before any POST).
+
+        ``exclude``: job ids the caller is still busy with.
+        """
         now = self._clock.time()
+        skip = sorted(exclude)
+        marks = ",".join("?" * len(skip))
         with self.transaction() as db:
             rows = list(
                 db.execute(
-                    "SELECT * FROM jobs WHERE state = ? AND sha256 IS NOT NULL ORDER BY id LIMIT 1",
-                    (JobState.READY.value,),
+                    "SELECT * FROM jobs WHERE state = ? AND sha256 IS NOT NULL"
+                    f" AND cancel_requested IS NULL AND id NOT IN ({marks}) ORDER BY id LIMIT 1",
+                    (JobState.READY.value, *skip),
                 )
             )
             if not rows:
@@ -421,6 +460,7 @@ class Journal:
         new = dataclasses.replace(job, source_disposed=how, updated_at=now)
         _write_job(db, new)
         _insert_event(db, job.id, now, "source_disposed", job.state, job.state, how, None)
+        self._pending.append((new, "source_disposed", how))
         return new
 
     # ------------------------------------------------------------ reads
