@@ -292,7 +292,7 @@ def file_atomically(
 def _try_rename(src: Path, final: Path) -> bool:
     """Rename on the same filesystem (atomic already, no ``.part`` needed); False on EXDEV."""
     try:
-        with open(src, "rb+") as fh:  # the bytes must be durable before the name is
+        with open(src, "rb") as fh:  # the bytes must be durable before the name is
             os.fsync(fh.fileno())
         os.rename(src, final)
     except OSError as exc:
