@@ -148,7 +148,7 @@ def history_entry(job: Job, phase: Phase, now: float) -> dict[str, Any]:
         "created_at": stamp,
         "updated_at": stamp,
         "job_exists": exists,
-        "credits": job.credits if exists else None,
+        "credits": _number(job.credits) if exists else None,
         "time_left": int(job.deletion_at() - now),
         "algorithm": {
             "name": spec.name,
@@ -160,3 +160,8 @@ def history_entry(job: Job, phase: Phase, now: float) -> dict[str, Any]:
             "updated_at": spec.raw.get("updated_at"),
         },
     }
+
+
+def _number(value: float) -> float | int:
+    """Whole numbers as ints, as the real service shows credits."""
+    return int(value) if float(value).is_integer() else value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import tempfile
 import threading
@@ -19,7 +20,8 @@ from daemon.emulator.options import EmulatorOptions
 from daemon.emulator.state import EmulatorState, JobView
 
 STARTUP_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 2.0
+STOP_TIMEOUT_S = 5.0  # well under 1 s on an idle machine
+logger = logging.getLogger(__name__)
 
 
 class EmulatorServer:
@@ -82,7 +84,12 @@ class EmulatorServer:
 
     @staticmethod
     def _run(server: uvicorn.Server, sock: socket.socket) -> None:
-        asyncio.run(server.serve(sockets=[sock]))
+        try:
+            asyncio.run(server.serve(sockets=[sock]))
+        except Exception:  # a crash must not vanish into an unhandled thread exception
+            logger.exception("the emulator's server thread failed")
+        finally:
+            sock.close()
 
     def stop(self) -> None:
         """Stop serving, stop the DSP workers and remove the temporary data directory."""
@@ -90,8 +97,8 @@ class EmulatorServer:
             self._server.should_exit = True
             self._server.force_exit = True
             self._thread.join(STOP_TIMEOUT_S)
-        if self._socket is not None:
-            self._socket.close()
+            if self._thread.is_alive():
+                logger.warning("the emulator's server thread is still stopping")
         self._server = self._thread = self._socket = None
         self.state.close()
         if self._owns_data_dir:
