@@ -1,0 +1,456 @@
+"""The job engine: one scheduler thread, a bounded worker pool, the journal as the truth.
+
+The scheduler wakes on a :class:`threading.Condition` (a new file, a state change, a cancel,
+a due time), reads every active job from the journal and hands each one that needs work to
+the pool: ``prepare`` (sniff, hash, dedup), ``upload`` (after ``submitting`` is committed),
+``reconcile`` (a create whose answer is unknown), ``poll`` (adaptive, jittered, at most one
+``get`` per job per interval), ``download`` (stage, plan, file, dispose). At most ``slots``
+jobs hold an MVSEP slot (``submitting`` + ``queued``); the next upload starts as soon as a
+state change frees one. Uploads + downloads run at most ``max_transfers`` at once. All API
+calls share the client's one pacer (the ``RequestGate`` the service built the client with).
+
+In-memory state (what is running, poll timers) is a cache: a restart rebuilds it from the
+journal and resumes every non-terminal job.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon import submission, transfers
+from daemon.errors import ApiError
+from daemon.jobs import Clock, Job, JobState, SourceFile, backoff_delay_s
+from daemon.journal import Journal
+from daemon.mvsep.client import MvsepClient
+from daemon.pacing import DurationEstimator, PollPolicy
+from daemon.workflow import (
+    Context,
+    EngineSettings,
+    ProgressHook,
+    SystemClock,
+    fail,
+    finish_disposal,
+    log,
+)
+
+__all__ = ["Engine", "EngineSettings", "SystemClock"]
+
+_TRANSFER_KINDS = frozenset({"upload", "download"})
+_MAX_WAIT_S = 30.0
+
+
+@dataclass
+class _PollTimer:
+    started_at: float  # monotonic: when this engine first saw the job queued
+    next_at: float
+    errors: int = 0
+    error_since: float | None = None
+
+
+@dataclass
+class _Task:
+    kind: str
+    future: Future[None]
+
+
+class Engine:
+    """Runs jobs from the journal to ``filed``/``failed``/``cancelled``. Thread-safe API."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        client: MvsepClient,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        settings: EngineSettings | None = None,
+        poll_policy: PollPolicy | None = None,
+        estimator: DurationEstimator | None = None,
+        probe: Callable[[Path], Any] | None = None,
+        on_progress: ProgressHook | None = None,
+        staging_dir: Path | None = None,
+    ) -> None:
+        if probe is None:
+            from daemon import media
+
+            probe = media.probe
+        self._ctx = Context(
+            journal=journal,
+            client=client,
+            settings=settings or EngineSettings(),
+            clock=clock or SystemClock(),
+            rng=rng or random.Random(),
+            staging_dir=staging_dir or journal.path.parent / "staging",
+            probe=probe,
+            on_progress=on_progress,
+        )
+        self._policy = poll_policy or PollPolicy()
+        self._estimator = estimator or DurationEstimator()
+        self._cond = threading.Condition()
+        self._woken = False
+        self._tasks: dict[int, _Task] = {}
+        self._not_before: dict[int, float] = {}
+        self._polls: dict[int, _PollTimer] = {}
+        self._slots: int | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        journal.on_change = _chain(journal.on_change, self._on_change)
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def journal(self) -> Journal:
+        return self._ctx.journal
+
+    @property
+    def slots(self) -> int | None:
+        """The MVSEP parallel-job limit in force (``None`` until the engine has started)."""
+        return self._slots
+
+    def submit_file(self, source: SourceFile) -> int | None:
+        """Journal a new job for ``source``; ``None`` if this exact file is already known."""
+        stat = source.path.stat()
+        job, created = self.journal.record_seen(source, size=stat.st_size, mtime=stat.st_mtime)
+        self.wake()
+        return job.id if created else None
+
+    def cancel_path(self, path: Path, reason: str) -> None:
+        """The input at ``path`` was removed: cancel its unfinished jobs."""
+        for job in self.journal.active_for_path(path):
+            self._cancel(job.id, reason, source_gone=True)
+
+    def cancel_job(self, job_id: int, reason: str) -> None:
+        """Cancel a job: at once before submit, via MVSEP's cancel while waiting there, or per
+        ``cancel_processing`` (discard / keep) once it is processing."""
+        self._cancel(job_id, reason, source_gone=False)
+
+    def _cancel(self, job_id: int, reason: str, *, source_gone: bool) -> None:
+        job = self.journal.request_cancel(
+            job_id,
+            reason,
+            processing=self._ctx.settings.cancel_processing,
+            source_gone=source_gone,
+        )
+        with self._cond:
+            timer = self._polls.get(job_id)
+            if timer is not None and job.cancel_requested is not None:
+                timer.next_at = self._ctx.clock.monotonic()  # act on it at the next poll
+        self.wake()
+
+    def start(self) -> None:
+        """Start the scheduler; resumes every non-terminal job found in the journal."""
+        if self._thread is not None:
+            return
+        settings = self._ctx.settings
+        self._ctx.stopping.clear()
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.max_transfers + settings.api_workers,
+            thread_name_prefix="mvsep-engine",
+        )
+        self._thread = threading.Thread(target=self._run, name="mvsep-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop taking work, abort transfers, let journal writes finish; return within
+        ``timeout_s``. Jobs at MVSEP keep running; uploads in flight reconcile on restart
+        and downloads resume from their ``.part``."""
+        clock = self._ctx.clock
+        deadline = clock.monotonic() + timeout_s
+        self._ctx.stopping.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - clock.monotonic()))
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._cond:
+            futures = [t.future for t in self._tasks.values()]
+        wait_futures(futures, timeout=max(0.0, deadline - clock.monotonic()))
+        self._thread = None
+        self._pool = None
+        log.info("engine stopped", unfinished_tasks=sum(not f.done() for f in futures))
+
+    def run_until_idle(self, timeout_s: float | None = None) -> bool:
+        """Block until no job is active and nothing runs (True) or ``timeout_s`` passed."""
+        self.start()
+        clock = self._ctx.clock
+        deadline = None if timeout_s is None else clock.monotonic() + timeout_s
+        with self._cond:
+            while not self._is_idle():
+                remaining = _MAX_WAIT_S if deadline is None else deadline - clock.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.5))
+        return True
+
+    def wake(self) -> None:
+        """Make the scheduler look at the journal now."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+    def in_flight(self) -> dict[int, str]:
+        """Job id → the step running for it now (for status displays and benchmarks)."""
+        with self._cond:
+            return {job_id: task.kind for job_id, task in self._tasks.items()}
+
+    # ------------------------------------------------------------ scheduler
+
+    def _run(self) -> None:
+        self._slots = self._resolve_slots()
+        log.info("engine started", slots=self._slots)
+        while not self._ctx.stopping.is_set():
+            try:
+                wait_s = self._tick()
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+                wait_s = self._ctx.settings.error_pause_s
+            with self._cond:
+                self._cond.notify_all()  # idle waiters re-check
+                if not self._woken and not self._ctx.stopping.is_set():
+                    self._cond.wait(max(0.0, min(wait_s, _MAX_WAIT_S)))
+                self._woken = False
+
+    def _resolve_slots(self) -> int:
+        settings = self._ctx.settings
+        if settings.max_in_flight is not None:
+            return max(1, settings.max_in_flight)
+        try:
+            user = self._ctx.client.user()
+        except ApiError as exc:
+            log.warning("could not read the account; assuming a free account", error=str(exc))
+            return settings.free_slots
+        return settings.premium_slots if user.premium_enabled else settings.free_slots
+
+    def _tick(self) -> float:
+        """One pass over the journal; returns the seconds until something is due."""
+        for job in self.journal.undisposed():
+            self._dispatch(job, "dispose", self._dispose)
+        jobs = self.journal.active_jobs()
+        next_s = _MAX_WAIT_S
+        for job in jobs:
+            due_s = self._visit(job)
+            if due_s is not None:
+                next_s = min(next_s, due_s)
+        self._fill_slots(jobs)
+        return next_s
+
+    def _visit(self, job: Job) -> float | None:
+        """Start the step ``job`` needs now; or the seconds until it needs one."""
+        now = self._ctx.clock.monotonic()
+        with self._cond:
+            if job.id in self._tasks:
+                return None
+            paused_until = self._not_before.get(job.id, 0.0)
+        if paused_until > now:
+            return paused_until - now
+        handler = self._VISITORS.get(job.state)
+        return None if handler is None else handler(self, job)
+
+    def _visit_ready(self, job: Job) -> float | None:
+        if job.cancel_requested is not None:
+            self.journal.mark_cancelled(job.id, job.cancel_requested)
+        elif job.sha256 is None:
+            self._dispatch(job, "prepare", lambda j: submission.prepare(self._ctx, j))
+        return None  # prepared jobs wait for a slot in _fill_slots
+
+    def _visit_submitting(self, job: Job) -> float | None:
+        self._dispatch(job, "reconcile", self._reconcile)
+        return None
+
+    def _visit_queued(self, job: Job) -> float | None:
+        now = self._ctx.clock.monotonic()
+        with self._cond:
+            timer = self._polls.setdefault(job.id, _PollTimer(started_at=now, next_at=now))
+        if timer.next_at > now:
+            return timer.next_at - now
+        self._dispatch(job, "poll", self._poll)
+        return None
+
+    def _visit_downloading(self, job: Job) -> float | None:
+        if self._count(_TRANSFER_KINDS) < self._ctx.settings.max_transfers:
+            self._dispatch(job, "download", lambda j: transfers.download_and_file(self._ctx, j))
+        return None
+
+    def _visit_retry_wait(self, job: Job) -> float | None:
+        due = job.next_attempt_at or 0.0
+        wait_s = due - self._ctx.clock.time()
+        if wait_s > 0:
+            return wait_s
+        self.journal.mark_resumed(job.id)
+        return 0.0
+
+    _VISITORS: Mapping[JobState, Callable[[Engine, Job], float | None]] = {
+        JobState.READY: _visit_ready,
+        JobState.SUBMITTING: _visit_submitting,
+        JobState.QUEUED: _visit_queued,
+        JobState.DOWNLOADING: _visit_downloading,
+        JobState.RETRY_WAIT: _visit_retry_wait,
+    }
+
+    def _fill_slots(self, jobs: list[Job]) -> None:
+        """Claim prepared ready jobs (``submitting`` committed first) while slots are free."""
+        held = sum(1 for j in jobs if j.holds_slot)
+        slots = self._slots or 1
+        while held < slots and not self._ctx.stopping.is_set():
+            if self._count(_TRANSFER_KINDS) >= self._ctx.settings.max_transfers:
+                return
+            with self._cond:
+                busy = set(self._tasks)
+            job = self.journal.claim_next_ready(submission.new_nonce, exclude=busy)
+            if job is None:
+                return
+            held += 1
+            self._dispatch(job, "upload", self._upload)
+
+    # ------------------------------------------------------------ tasks
+
+    def _count(self, kinds: frozenset[str]) -> int:
+        with self._cond:
+            return sum(1 for t in self._tasks.values() if t.kind in kinds)
+
+    def _dispatch(self, job: Job, kind: str, step: Callable[[Job], None]) -> None:
+        pool = self._pool
+        if pool is None or self._ctx.stopping.is_set():
+            return
+        with self._cond:
+            if job.id in self._tasks:
+                return
+            if kind not in _TRANSFER_KINDS and self._count_api() >= self._ctx.settings.api_workers:
+                return
+            future: Future[None] = Future()
+            self._tasks[job.id] = _Task(kind, future)
+        try:
+            real = pool.submit(self._run_step, job, kind, step)
+        except RuntimeError:  # pool shut down meanwhile
+            self._finish(job.id, future)
+            return
+        real.add_done_callback(lambda _f: future.set_result(None))
+
+    def _count_api(self) -> int:
+        return sum(1 for t in self._tasks.values() if t.kind not in _TRANSFER_KINDS)
+
+    def _run_step(self, job: Job, kind: str, step: Callable[[Job], None]) -> None:
+        with self._cond:
+            future = self._tasks[job.id].future
+        try:
+            step(job)
+        except Exception:
+            pause = self._ctx.settings.error_pause_s
+            log.exception("job step failed unexpectedly", job_id=job.id, step=kind, pause_s=pause)
+            with self._cond:
+                self._not_before[job.id] = self._ctx.clock.monotonic() + pause
+        finally:
+            self._finish(job.id, future)
+
+    def _finish(self, job_id: int, future: Future[None]) -> None:
+        with self._cond:
+            task = self._tasks.get(job_id)
+            if task is not None and task.future is future:
+                del self._tasks[job_id]
+            self._woken = True
+            self._cond.notify_all()
+
+    def _pause(self, job_id: int, seconds: float) -> None:
+        with self._cond:
+            self._not_before[job_id] = self._ctx.clock.monotonic() + seconds
+
+    def _upload(self, job: Job) -> None:
+        if not submission.upload(self._ctx, job):
+            self._pause(job.id, self._ctx.settings.reconcile_retry_s)
+
+    def _reconcile(self, job: Job) -> None:
+        again_s = submission.reconcile(self._ctx, job)
+        if again_s is not None:
+            self._pause(job.id, again_s)
+
+    def _dispose(self, job: Job) -> None:
+        finish_disposal(self._ctx, job)
+
+    def _poll(self, job: Job) -> None:
+        outcome = submission.poll(self._ctx, job)
+        now = self._ctx.clock.monotonic()
+        with self._cond:
+            timer = self._polls.get(job.id)
+        if timer is None:
+            return
+        if outcome.error:
+            self._poll_failed(job, timer, now)
+            return
+        timer.errors, timer.error_since = 0, None
+        status = outcome.status
+        if status is None:  # left queued
+            with self._cond:
+                self._polls.pop(job.id, None)
+            if self.journal.get(job.id).state is JobState.DOWNLOADING:
+                self._estimator.observe(job.source.request.sep_type, now - timer.started_at)
+            return
+        timer.next_at = now + self._policy.next_poll_delay(
+            status=status.status,
+            queue_position=status.current_order
+            if status.current_order is not None
+            else status.queue_count,
+            finished_chunks=status.finished_chunks,
+            all_chunks=status.all_chunks,
+            elapsed_s=now - timer.started_at,
+            expected_s=self._estimator.expected(job.source.request.sep_type),
+            rng=self._ctx.rng,
+        )
+
+    def _poll_failed(self, job: Job, timer: _PollTimer, now: float) -> None:
+        settings = self._ctx.settings
+        timer.errors += 1
+        timer.error_since = timer.error_since if timer.error_since is not None else now
+        if now - timer.error_since >= settings.retry_deadline_s:
+            fail(self._ctx, job, f"MVSEP status unavailable for {settings.retry_deadline_s:.0f} s")
+            return
+        timer.next_at = now + backoff_delay_s(
+            timer.errors,
+            base_s=settings.retry_base_s,
+            cap_s=settings.retry_cap_s,
+            rng=self._ctx.rng,
+        )
+
+    # ------------------------------------------------------------ journal listener
+
+    def _on_change(self, job: Job, kind: str, reason: str) -> None:
+        log.info(
+            f"job {kind}",
+            job_id=job.id,
+            file=str(job.source.path),
+            state=job.state.value,
+            reason=reason,
+        )
+        self._ctx.progress(
+            job.id, "state", {"state": job.state.value, "event": kind, "reason": reason}
+        )
+        if job.state.is_terminal and kind in ("cancelled", "failed"):
+            transfers.drop_cancelled_staging(self._ctx, job)
+        self.wake()
+
+    def _is_idle(self) -> bool:
+        if self._tasks:
+            return False
+        counts = self.journal.counts_by_state()
+        if any(counts[s.value] for s in JobState if not s.is_terminal):
+            return False
+        return not self.journal.undisposed()
+
+
+def _chain(
+    first: Callable[[Job, str, str], None] | None, second: Callable[[Job, str, str], None]
+) -> Callable[[Job, str, str], None]:
+    if first is None:
+        return second
+
+    def both(job: Job, kind: str, reason: str) -> None:
+        first(job, kind, reason)
+        second(job, kind, reason)
+
+    return both
