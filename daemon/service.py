@@ -1,0 +1,267 @@
+"""Composition root: config → client → catalogue → journal → engine → watcher; signals.
+
+:class:`Daemon` owns the running parts and their order of start and stop; ``run_service``
+adds the signal contract used by systemd and launchd (SIGTERM/SIGINT: stop taking work,
+leave jobs running at MVSEP, exit within 10 s).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from daemon.catalogue import Catalogue, CatalogueCache
+from daemon.config import InboxSection, Settings
+from daemon.engine import Engine
+from daemon.errors import ConfigError
+from daemon.filing import DEFAULT_TEMPLATE, validate_template
+from daemon.jobs import JobRequest, SourceFile
+from daemon.journal import Journal
+from daemon.logs import register_secret
+from daemon.mvsep.client import MvsepClient
+from daemon.pacing import Pacer
+from daemon.watcher import InboxWatcher, ReadyFile, WatchedInbox
+from daemon.workflow import EngineSettings
+
+log = structlog.get_logger(__name__)
+
+ProgressHook = Callable[[int, str, Mapping[str, Any]], None]
+
+
+def make_client(settings: Settings) -> MvsepClient:
+    """The one API client of a process, behind one shared pacer."""
+    token = settings.token() or ""
+    register_secret(token)
+    return MvsepClient(
+        base_url=settings.mvsep.base_url,
+        api_token=token,
+        connect_timeout_s=settings.mvsep.connect_timeout_s,
+        read_timeout_s=settings.mvsep.read_timeout_s,
+        upload_timeout_s=settings.mvsep.upload_timeout_s,
+        gate=Pacer(limit=settings.mvsep.rate_limit_per_minute),
+    )
+
+
+def load_catalogue(settings: Settings, client: MvsepClient) -> Catalogue:
+    cache = CatalogueCache(
+        settings.catalogue.cache_path,
+        fetch=client.algorithms,
+        max_age_s=settings.catalogue.max_age_s,
+    )
+    return cache.load()
+
+
+def premium_of(client: MvsepClient) -> bool | None:
+    """Whether the account is premium; ``None`` when MVSEP cannot be asked right now."""
+    from daemon.errors import RetryLater
+
+    try:
+        return client.user().premium_enabled
+    except RetryLater as exc:
+        log.warning("cannot read the account from MVSEP; plan checks skipped", error=str(exc))
+        return None
+
+
+def resolve_presets(
+    settings: Settings, catalogue: Catalogue, *, premium: bool | None, where: str
+) -> dict[str, JobRequest]:
+    """Every [presets.NAME] resolved against the live catalogue; all problems at once."""
+    requests: dict[str, JobRequest] = {}
+    problems: list[str] = []
+    for name, preset in settings.presets.items():
+        try:
+            resolved = catalogue.resolve(
+                sep_type=preset.sep_type,
+                options=preset.options(),
+                output_format=preset.output_format,
+                premium=premium,
+                where=f"{where} [presets.{name}]",
+            )
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        requests[name] = to_request(resolved)
+    if problems:
+        raise ConfigError(problems)
+    return requests
+
+
+def to_request(resolved: Any) -> JobRequest:
+    return JobRequest(
+        sep_type=resolved.sep_type,
+        options=dict(resolved.options),
+        output_format=resolved.output_format.code,
+        algorithm_name=resolved.algorithm_name,
+        price_coefficient=resolved.price_coefficient,
+    )
+
+
+def engine_settings(settings: Settings) -> EngineSettings:
+    eng = settings.engine
+    return EngineSettings(
+        max_in_flight=settings.mvsep.max_parallel_jobs,
+        max_transfers=eng.max_transfers,
+        retry_base_s=eng.backoff_base_s,
+        retry_cap_s=eng.backoff_cap_s,
+        retry_deadline_s=eng.retry_deadline_s,
+        reconcile_grace_s=eng.reconcile_grace_s,
+        resubmit_expired=eng.resubmit_expired,
+        dedupe_same_content=eng.dedupe_same_content,
+        cancel_processing=eng.on_cancel_processing,
+    )
+
+
+def watched_inbox(inbox: InboxSection) -> WatchedInbox:
+    extensions = (
+        frozenset(e.lower().lstrip(".") for e in inbox.extensions) if inbox.extensions else None
+    )
+    extra: dict[str, Any] = {"extensions": extensions} if extensions else {}
+    return WatchedInbox(
+        name=inbox.display_name,
+        path=inbox.path,
+        poll=inbox.poll,
+        poll_interval_s=inbox.poll_interval_s,
+        settle_s=inbox.settle_seconds,
+        recursive=inbox.recursive,
+        excluded_dirs=(inbox.failed_path, inbox.archive_path, inbox.output),
+        **extra,
+    )
+
+
+class Daemon:
+    """The running daemon. ``start()`` raises ConfigError for presets MVSEP does not know."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_label: str = "config",
+        on_progress: ProgressHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self._label = config_label
+        self._on_progress = on_progress
+        self._inboxes = {ib.display_name: ib for ib in settings.inbox}
+        self._requests: dict[str, JobRequest] = {}
+        self.client: MvsepClient | None = None
+        self.journal: Journal | None = None
+        self.engine: Engine | None = None
+        self.watcher: InboxWatcher | None = None
+
+    def start(self) -> None:
+        for i, inbox in enumerate(self.settings.inbox):
+            self._check_template(i, inbox)
+        self.client = make_client(self.settings)
+        catalogue = load_catalogue(self.settings, self.client)
+        premium = premium_of(self.client)
+        self._requests = resolve_presets(
+            self.settings, catalogue, premium=premium, where=self._label
+        )
+        self.journal = Journal(self.settings.journal.path)
+        self.engine = Engine(
+            journal=self.journal,
+            client=self.client,
+            settings=engine_settings(self.settings),
+            on_progress=self._on_progress,
+        )
+        self.engine.start()
+        self.watcher = InboxWatcher(
+            inboxes=[watched_inbox(ib) for ib in self.settings.inbox],
+            on_ready=self._on_ready,
+            on_removed=self._on_removed,
+            rescan_interval_s=self.settings.watch.rescan_interval_s,
+        )
+        self.watcher.start()
+        log.info(
+            "daemon started",
+            inboxes=[str(ib.path) for ib in self.settings.inbox],
+            journal=str(self.settings.journal.path),
+            slots=self.engine.slots,
+        )
+
+    def _check_template(self, index: int, inbox: InboxSection) -> None:
+        try:
+            validate_template(inbox.output_template or DEFAULT_TEMPLATE)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{self._label}: [[inbox]] #{index + 1} output_template: {exc}"
+            ) from None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop watching, stop the engine (jobs stay at MVSEP), close the journal."""
+        if self.watcher is not None:
+            self.watcher.stop(timeout_s=min(3.0, timeout_s))
+        if self.engine is not None:
+            self.engine.stop(timeout_s=timeout_s)
+        if self.journal is not None:
+            self.journal.close()
+        if self.client is not None:
+            self.client.close()
+        log.info("daemon stopped")
+
+    def source_for(self, ready: ReadyFile) -> SourceFile:
+        inbox = self._inboxes[ready.inbox]
+        preset = preset_for(inbox, ready.relative_path, self._requests)
+        return SourceFile(
+            path=ready.path,
+            inbox=ready.inbox,
+            relative_path=ready.relative_path,
+            preset=preset,
+            request=self._requests[preset],
+            output_dir=inbox.output,
+            output_template=inbox.output_template or DEFAULT_TEMPLATE,
+            failed_dir=inbox.failed_path,
+            after_success=inbox.after_success,
+            archive_dir=inbox.archive_path,
+            on_collision=inbox.on_collision,
+            sidecar=inbox.sidecar,
+        )
+
+    def _on_ready(self, ready: ReadyFile) -> None:
+        assert self.engine is not None
+        try:
+            self.engine.submit_file(self.source_for(ready))
+        except FileNotFoundError:
+            log.info("file vanished before it was journaled", file=str(ready.path))
+        except Exception:
+            log.exception("cannot journal a ready file", file=str(ready.path))
+
+    def _on_removed(self, path: Path) -> None:
+        if self.engine is not None:
+            self.engine.cancel_path(path, "the file was removed from its inbox")
+
+
+def preset_for(inbox: InboxSection, relative_path: str, known: dict[str, JobRequest]) -> str:
+    """The inbox's preset, or with ``subfolders_as_presets`` the first folder's name."""
+    parts = PurePosixPath(relative_path).parts
+    if inbox.subfolders_as_presets and len(parts) > 1 and parts[0] in known:
+        return parts[0]
+    return inbox.preset
+
+
+def run_service(settings: Settings, *, config_path: Path) -> int:
+    """`mvsep-watch run`: start, wait for SIGTERM/SIGINT, stop within 10 s."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal received; stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda s, f: log.info("SIGHUP ignored: restart to reload"))
+    daemon = Daemon(settings, config_label=str(config_path))
+    try:
+        daemon.start()
+        while not stop.wait(1.0):
+            pass
+    finally:
+        daemon.stop(timeout_s=10.0)
+    return 0
