@@ -8,6 +8,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -27,11 +28,17 @@ logger = logging.getLogger(__name__)
 class EmulatorServer:
     """A real HTTP server speaking the MVSEP API on ``host``; ``port=0`` picks a free port.
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``clock`` (monotonic
+    seconds) drives job phases, expiry and rate-limit windows; tests may pass a manual one.
     """
 
     def __init__(
-        self, options: EmulatorOptions | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        options: EmulatorOptions | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options or EmulatorOptions()
         self.host = host
@@ -39,7 +46,7 @@ class EmulatorServer:
         self._owns_data_dir = self.options.data_dir is None
         data_dir = self.options.data_dir or Path(tempfile.mkdtemp(prefix="mvsep-emu-"))
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.state = EmulatorState(self.options, data_dir)
+        self.state = EmulatorState(self.options, data_dir, clock=clock)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None

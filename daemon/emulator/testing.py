@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,3 +58,20 @@ def finished(body: dict[str, Any]) -> bool:
 def status_in(*statuses: str) -> Callable[[dict[str, Any]], bool]:
     """A predicate: the job's status is one of ``statuses``."""
     return lambda body: body.get("status") in statuses
+
+
+class ManualClock:
+    """A monotonic clock that only moves when told to (pass it as ``EmulatorServer(clock=)``)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        with self._lock:
+            self._now += seconds
