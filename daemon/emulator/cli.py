@@ -59,7 +59,7 @@ def main(argv: list[str], *, stop: threading.Event | None = None) -> int:
     try:
         faults = [parse_fault_spec(spec) for spec in args.fault]
         options = options_from_args(args)
-        server = EmulatorServer(options, host=args.host, port=args.port)
+        server = EmulatorServer(options, host=args.host, port=args.port).start()
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     with server:
