@@ -13,6 +13,7 @@ skipped and why (the reason is logged by the watcher, once per path per run).
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePath, PurePosixPath
@@ -52,12 +53,28 @@ JUNK_DIR_PATTERNS: tuple[str, ...] = (
 DAEMON_DIR_PREFIXES: tuple[str, ...] = ("_mvsep", ".mvsep-watch")
 
 
-def _matches(name: str, patterns: Iterable[str]) -> str | None:
+def _compile(patterns: Iterable[str]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return tuple((p, re.compile(fnmatch.translate(p))) for p in patterns)
+
+
+_PARTIAL = _compile(PARTIAL_FILE_PATTERNS)
+_DAW = _compile(DAW_CACHE_PATTERNS)
+_JUNK_DIRS = _compile(JUNK_DIR_PATTERNS)
+
+
+def _matches(name: str, patterns: tuple[tuple[str, re.Pattern[str]], ...]) -> str | None:
     """The first pattern matching the lower-cased ``name``, or None."""
-    for pattern in patterns:
-        if fnmatch.fnmatchcase(name, pattern):
+    for pattern, regex in patterns:
+        if regex.match(name):
             return pattern
     return None
+
+
+def _parts(path: str | PurePath) -> tuple[str, ...]:
+    """Path components; strings use "/" separators (the cheap path, hot in scans)."""
+    if isinstance(path, str):
+        return tuple(p for p in path.split("/") if p and p != ".")
+    return PurePosixPath(path.as_posix()).parts
 
 
 def normalise_extensions(extensions: Iterable[str]) -> frozenset[str]:
@@ -69,9 +86,9 @@ def normalise_extensions(extensions: Iterable[str]) -> frozenset[str]:
 class IgnoreRules:
     """The skip filter of one inbox: ``rules(relative_path) -> reason | None``.
 
-    ``relative_path`` is relative to the inbox root (``"album/01.flac"``). ``excluded_dirs``
-    are folders relative to the root that belong to the daemon (output, failed, archive
-    folders living inside the inbox); they and everything below them are skipped.
+    ``relative_path`` is relative to the inbox root (``"album/01.flac"``; strings use "/").
+    ``excluded_dirs`` are folders relative to the root that belong to the daemon (output,
+    failed, archive folders living inside the inbox); they and all below them are skipped.
     """
 
     extensions: frozenset[str] = DEFAULT_AUDIO_EXTENSIONS
@@ -87,7 +104,7 @@ class IgnoreRules:
 
     def __call__(self, relative_path: str | PurePath) -> str | None:
         """Why the file at ``relative_path`` is skipped, or None when it is a candidate."""
-        parts = PurePosixPath(PurePath(relative_path).as_posix()).parts
+        parts = _parts(relative_path)
         if not parts:
             return "inbox root is not a file"
         reason = self.folder_reason(parts[:-1])
@@ -97,7 +114,7 @@ class IgnoreRules:
         """Why a folder (relative to the root, as parts or a path) is skipped with its
         contents, or None. Lets a scan prune whole trees such as ``@eaDir``."""
         if not isinstance(folder_parts, tuple):
-            folder_parts = PurePosixPath(PurePath(folder_parts).as_posix()).parts
+            folder_parts = _parts(folder_parts)
         lowered = tuple(part.lower() for part in folder_parts)
         for depth in range(1, len(lowered) + 1):
             if lowered[:depth] in self._excluded_lower:
@@ -105,7 +122,7 @@ class IgnoreRules:
         for part, low in zip(folder_parts, lowered, strict=True):
             if low.startswith(DAEMON_DIR_PREFIXES):
                 return f"daemon folder {part!r}"
-            pattern = _matches(low, JUNK_DIR_PATTERNS)
+            pattern = _matches(low, _JUNK_DIRS)
             if pattern is not None:
                 return f"NAS/system junk folder {part!r}"
             if low.startswith("."):
@@ -119,10 +136,10 @@ class IgnoreRules:
             return f"system file {name!r}"
         if low.startswith("._"):
             return "macOS resource fork (._*)"
-        pattern = _matches(low, PARTIAL_FILE_PATTERNS)
+        pattern = _matches(low, _PARTIAL)
         if pattern is not None:
             return f"partial download or temp file ({pattern})"
-        pattern = _matches(low, DAW_CACHE_PATTERNS)
+        pattern = _matches(low, _DAW)
         if pattern is not None:
             return f"DAW peak/cache file ({pattern})"
         if low.startswith("."):

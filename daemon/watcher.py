@@ -131,10 +131,10 @@ class _Inbox:
     spec: WatchedInbox
     root: Path
     rules: IgnoreRules
-    tracker: StabilityTracker[Path]
+    tracker: StabilityTracker[str]  # keyed by absolute path strings under `root`
     log: Any
     use_polling: bool
-    real_root: Path | None = None
+    real_root: str | None = None
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the root when last present
     mount_point: bool = False
     paused: bool = False
@@ -143,20 +143,33 @@ class _Inbox:
     watch: ObservedWatch | None = None
     dirty: dict[str, bool] = field(default_factory=dict)  # path -> is_directory
 
-    def relative(self, path: str | Path) -> PurePosixPath | None:
-        """``path`` relative to the root (None when outside it). NFC on macOS, whose FSEvents
-        and directory listings may disagree on Unicode normalisation."""
-        for base in (self.root, self.real_root):
+    @property
+    def root_s(self) -> str:
+        return str(self.root)
+
+    def relative(self, path: str) -> str | None:
+        """``path`` relative to the root with "/" separators, "" for the root itself, None
+        when outside. Plain string work: this runs for every file of every scan. NFC on
+        macOS, whose FSEvents and directory listings may disagree on Unicode normalisation."""
+        for base in (self.root_s, self.real_root):
             if base is None:
                 continue
-            try:
-                rel = Path(path).relative_to(base).as_posix()
-            except ValueError:
+            if path == base:
+                return ""
+            prefix = base if base.endswith(os.sep) else base + os.sep
+            if not path.startswith(prefix):
                 continue
+            rel = path[len(prefix) :]
+            if os.sep != "/":
+                rel = rel.replace(os.sep, "/")
             if sys.platform == "darwin":
                 rel = unicodedata.normalize("NFC", rel)
-            return PurePosixPath(rel)
+            return rel
         return None
+
+    def key(self, rel: str) -> str:
+        """The tracker key (absolute path under the configured root) of a relative path."""
+        return os.path.join(self.root_s, rel.replace("/", os.sep) if os.sep != "/" else rel)
 
 
 class _Nudger(FileSystemEventHandler):
@@ -298,7 +311,7 @@ class InboxWatcher:
         """(Re)place the observer watch on the inbox root; fall back to polling when the
         inotify limits are hit."""
         self._unschedule(inbox)
-        inbox.real_root = Path(os.path.realpath(inbox.root))
+        inbox.real_root = os.path.realpath(inbox.root)
         handler = _Nudger(lambda path, is_dir: self._nudge(inbox, path, is_dir))
         try:
             inbox.observer = self._observer_for(inbox)
@@ -451,13 +464,13 @@ class InboxWatcher:
 
     # ----------------------------------------------------------------- scanning
 
-    def _skip(self, inbox: _Inbox, rel: PurePosixPath | Path, reason: str, kind: str) -> None:
-        key = (inbox.spec.name, str(rel))
+    def _skip(self, inbox: _Inbox, rel: str, reason: str, kind: str) -> None:
+        key = (inbox.spec.name, rel)
         if key not in self._skips_logged:
             self._skips_logged.add(key)
-            inbox.log.info(f"{kind} skipped", file=str(rel), reason=reason)
+            inbox.log.info(f"{kind} skipped", file=rel, reason=reason)
 
-    def _walk(self, inbox: _Inbox, top: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    def _walk(self, inbox: _Inbox, top: str) -> Iterator[tuple[str, os.stat_result]]:
         """Non-ignored regular files under ``top`` with their stat; prunes ignored folders,
         does not follow folder symlinks, logs unreadable folders and goes on."""
         stack = [top]
@@ -475,34 +488,34 @@ class InboxWatcher:
                     yield found
 
     def _walk_entry(
-        self, inbox: _Inbox, entry: os.DirEntry[str], stack: list[Path]
-    ) -> tuple[Path, os.stat_result] | None:
+        self, inbox: _Inbox, entry: os.DirEntry[str], stack: list[str]
+    ) -> tuple[str, os.stat_result] | None:
         rel = inbox.relative(entry.path)
-        if rel is None:
+        if not rel:
             return None
         try:
             if entry.is_dir(follow_symlinks=False):
-                reason = inbox.rules.folder_reason(rel.parts)
+                reason = inbox.rules.folder_reason(tuple(rel.split("/")))
                 if reason is not None:
                     self._skip(inbox, rel, reason, "folder")
                 elif inbox.spec.recursive:
-                    stack.append(Path(entry.path))
+                    stack.append(entry.path)
                 return None
             reason = inbox.rules(rel)
             if reason is not None:
                 self._skip(inbox, rel, reason, "file")
                 return None
-            return inbox.root / rel, entry.stat()
+            return inbox.key(rel), entry.stat()
         except OSError as exc:  # vanished between listing and stat, or unreadable
             inbox.log.debug("cannot stat entry", file=str(rel), error=str(exc))
             return None
 
-    def _scan(self, inbox: _Inbox, top: Path | None = None) -> int:
+    def _scan(self, inbox: _Inbox, top: str | None = None) -> int:
         """Offer every file under ``top`` (default: the whole inbox) to the tracker; on a
         full scan, check tracked files that were not listed."""
         started = self._clock()
-        seen: set[Path] = set()
-        for path, st in self._walk(inbox, top or inbox.root):
+        seen: set[str] = set()
+        for path, st in self._walk(inbox, top or inbox.root_s):
             seen.add(path)
             self._offer(inbox, path, st)
         if top is None:
@@ -517,9 +530,9 @@ class InboxWatcher:
             dirty, inbox.dirty = inbox.dirty, {}
         for raw, is_dir in dirty.items():
             rel = inbox.relative(raw)
-            if rel is None or not rel.parts:
-                continue  # the root itself: presence checks handle it
-            if not inbox.spec.recursive and len(rel.parts) > 1:
+            if not rel:
+                continue  # outside, or the root itself: presence checks handle it
+            if not inbox.spec.recursive and "/" in rel:
                 continue
             if is_dir:
                 self._dirty_folder(inbox, rel)
@@ -528,13 +541,13 @@ class InboxWatcher:
             if reason is not None:
                 self._skip(inbox, rel, reason, "file")
                 continue
-            self._recheck(inbox, inbox.root / rel)
+            self._recheck(inbox, inbox.key(rel))
 
-    def _dirty_folder(self, inbox: _Inbox, rel: PurePosixPath) -> None:
-        path = inbox.root / rel
-        if inbox.rules.folder_reason(rel.parts) is not None:
+    def _dirty_folder(self, inbox: _Inbox, rel: str) -> None:
+        path = inbox.key(rel)
+        if inbox.rules.folder_reason(tuple(rel.split("/"))) is not None:
             return
-        if path.is_dir():
+        if os.path.isdir(path):
             if inbox.spec.recursive:
                 self._scan(inbox, path)  # created or moved in: its files are new
         else:
@@ -544,7 +557,7 @@ class InboxWatcher:
         for path in inbox.tracker.due(self._clock()):
             self._recheck(inbox, path)
 
-    def _recheck(self, inbox: _Inbox, path: Path) -> None:
+    def _recheck(self, inbox: _Inbox, path: str) -> None:
         """Look at one file on disk: offer it to the tracker, or report it gone."""
         try:
             st = os.stat(path)
@@ -552,13 +565,13 @@ class InboxWatcher:
             self._gone(inbox, path)
             return
         except OSError as exc:  # EIO, ESTALE, EACCES...: keep it, look again later
-            inbox.log.debug("cannot stat file", file=str(path), error=str(exc))
+            inbox.log.debug("cannot stat file", file=path, error=str(exc))
             return
         self._offer(inbox, path, st)
 
     # -------------------------------------------------------- decisions, callbacks
 
-    def _offer(self, inbox: _Inbox, path: Path, st: os.stat_result) -> None:
+    def _offer(self, inbox: _Inbox, path: str, st: os.stat_result) -> None:
         if not stat_mod.S_ISREG(st.st_mode):
             return
         if getattr(st, "st_file_attributes", 0) & _WIN_HIDDEN_OR_SYSTEM:
@@ -569,32 +582,33 @@ class InboxWatcher:
         if settled is not None:
             self._deliver(inbox, settled)
 
-    def _deliver(self, inbox: _Inbox, settled: Settled[Path]) -> None:
+    def _deliver(self, inbox: _Inbox, settled: Settled[str]) -> None:
         path = settled.key
-        rel = inbox.relative(path) or PurePosixPath(path.name)
+        rel = inbox.relative(path) or os.path.basename(path)
         try:
             with open(path, "rb"):
                 pass
         except OSError as exc:  # e.g. Windows sharing violation while a copy holds it
-            if (inbox.spec.name, str(rel)) not in self._unreadable_logged:
-                self._unreadable_logged.add((inbox.spec.name, str(rel)))
-                inbox.log.info("file not readable yet; waiting", file=str(rel), error=str(exc))
+            if (inbox.spec.name, rel) not in self._unreadable_logged:
+                self._unreadable_logged.add((inbox.spec.name, rel))
+                inbox.log.info("file not readable yet; waiting", file=rel, error=str(exc))
             inbox.tracker.restart(path, self._clock())
             return
-        ready = ReadyFile(path, inbox.spec.name, str(rel), settled.size, settled.mtime)
+        ready = ReadyFile(Path(path), inbox.spec.name, rel, settled.size, settled.mtime)
         try:
             self._on_ready(ready)
         except Exception:
-            inbox.log.exception("on_ready failed; will offer the file again", file=str(rel))
+            inbox.log.exception("on_ready failed; will offer the file again", file=rel)
             inbox.tracker.restart(path, self._clock())
             return
         inbox.tracker.mark_reported(path)
-        inbox.log.info("file ready", file=str(rel), size=settled.size)
+        inbox.log.info("file ready", file=rel, size=settled.size)
 
-    def _gone(self, inbox: _Inbox, path: Path) -> None:
+    def _gone(self, inbox: _Inbox, path: str) -> None:
         """``path`` (a file or a folder) is not there: report tracked files under it removed,
         unless the inbox root went away too, which pauses instead."""
-        keys = [k for k in inbox.tracker.keys() if k == path or path in k.parents]
+        below = path.rstrip(os.sep) + os.sep
+        keys = [k for k in inbox.tracker.keys() if k == path or k.startswith(below)]
         if not keys or not self._root_unchanged(inbox):
             return
         for key in keys:
@@ -602,8 +616,8 @@ class InboxWatcher:
                 continue
             inbox.tracker.forget(key)
             rel = inbox.relative(key) or key
-            inbox.log.info("file removed", file=str(rel))
+            inbox.log.info("file removed", file=rel)
             try:
-                self._on_removed(key)
+                self._on_removed(Path(key))
             except Exception:
-                inbox.log.exception("on_removed failed", file=str(rel))
+                inbox.log.exception("on_removed failed", file=rel)
