@@ -53,6 +53,9 @@ async def create_job(
         upload_name = PurePosixPath(urlsplit(request.url or "").path).name or "remote-audio"
         input_path = job_dir / ("input" + PurePosixPath(slugify_name(upload_name)).suffix)
     job = _register(state, account, request, upload_name, job_dir, input_path)
+    if job is None:  # another create took the last slot while this one uploaded
+        shutil.rmtree(job_dir, ignore_errors=True)
+        return _rejected(state, error_list(parallel_message(limit)))
     link = f"{base_url}/api/separation/get?hash={job.hash}"
     return Answer(200, {"success": True, "data": {"link": link, "hash": job.hash}})
 
@@ -99,11 +102,14 @@ def _register(
     upload_name: str,
     job_dir: Path,
     input_path: Path,
-) -> Job:
-    fault = state.faults.take("create", {"job_failed"})
+) -> Job | None:
+    """Build and register the job, rechecking the parallel limit under the lock."""
     info = probe(input_path) if request.url is None else None
     ext = BY_CODE[request.output_format].ext
     with state.lock:
+        if state.active_jobs(account) >= state.parallel_limit(account):
+            return None
+        fault = state.faults.take("create", {"job_failed"})
         job_hash = state.make_hash(account, upload_name)
         base = PurePosixPath(job_hash).stem
         job = Job(
@@ -115,7 +121,7 @@ def _register(
             options=request.options,
             output_format=request.output_format,
             is_demo=request.is_demo,
-            created_at=datetime.now().replace(microsecond=0),
+            created_at=datetime.strptime(job_hash[:14], "%Y%m%d%H%M%S"),
             created_mono=state.clock(),
             waiting_s=state.options.waiting_s,
             processing_s=state.job_duration_s(),
@@ -128,7 +134,10 @@ def _register(
             remote_type=request.remote_type,
             duration_s=info.duration_s if info else None,
             input_size=input_path.stat().st_size if input_path.exists() else 0,
-            files=[StemOut(key, label, f"{base}_{key}.{ext}") for key, label in request.spec.stems],
+            files=[
+                StemOut(key, label, f"{base}_{slugify_name(key)}.{ext}")
+                for key, label in request.spec.stems
+            ],
         )
         state.register(job, account, fail_message=fault.message if fault else None)
     return job
