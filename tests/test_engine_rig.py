@@ -62,7 +62,7 @@ class Recorder:
             self.max_slots_held = max(self.max_slots_held, held)
             self.cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
         with self.cond:
             if not self.cond.wait_for(predicate, timeout=timeout_s):
                 raise TimeoutError("condition not reached")
@@ -109,7 +109,7 @@ class Rig:
     def job(self, job_id: int) -> Job:
         return self.journal.get(job_id)
 
-    def wait_state(self, job_id: int, *states: JobState, timeout_s: float = 20.0) -> Job:
+    def wait_state(self, job_id: int, *states: JobState, timeout_s: float = 60.0) -> Job:
         self.recorder.wait_for(lambda: self.job(job_id).state in states, timeout_s)
         return self.job(job_id)
 
@@ -155,7 +155,9 @@ def rig(tmp: Path, emulator: Any, **settings: Any) -> Iterator[Rig]:
     recorder = Recorder()
     recorder.journal = journal
     conf = replace(FAST, **settings)
-    r = Rig(tmp, emulator, journal, client, _engine(journal, client, conf, recorder), recorder, conf)
+    r = Rig(
+        tmp, emulator, journal, client, _engine(journal, client, conf, recorder), recorder, conf
+    )
     (tmp / "in").mkdir(exist_ok=True)
     try:
         yield r
