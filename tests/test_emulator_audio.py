@@ -71,7 +71,7 @@ def test_served_stems_are_real_audio_of_the_input_duration(
 ) -> None:
     song = audio_file("in.flac", seconds=2.5, sample_rate=22050)
     server = make_emulator(premium=True, rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, song, sep_type=sep_type, output_format=output_format).json()["data"][
             "hash"
         ]
@@ -94,7 +94,7 @@ def test_lossy_formats(
 ) -> None:
     song = audio_file("in.wav", seconds=1.0)
     server = make_emulator(rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, song, sep_type=40, output_format=output_format).json()["data"]["hash"]
         entry = wait_for(c, job_hash, finished)["data"]["files"][0]
         local = tmp_path / entry["download"]

@@ -32,7 +32,7 @@ def song(audio_file: Callable[..., Path]) -> Path:
 
 def test_http_5xx_times_and_status(server: Any, song: Path) -> None:
     server.add_fault(Fault("http_5xx", "create", times=2, status=503))
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         codes = [create(c, song, sep_type=40).status_code for _ in range(3)]
     assert codes == [503, 503, 200]
     assert server.stats["creates_accepted"] == 1
@@ -40,14 +40,14 @@ def test_http_5xx_times_and_status(server: Any, song: Path) -> None:
 
 def test_skip_lets_requests_through_first(server: Any) -> None:
     server.add_fault(Fault("http_5xx", "algorithms", skip=1, times=None))
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         codes = [c.get("/api/app/algorithms").status_code for _ in range(3)]
     assert codes == [200, 500, 500]
 
 
 def test_http_429_with_retry_after(server: Any) -> None:
     server.add_fault(Fault("http_429", "get", retry_after_s=7))
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         limited = c.get("/api/separation/get", params={"hash": "x"})
         assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
         assert limited.json()["success"] is False
@@ -56,7 +56,7 @@ def test_http_429_with_retry_after(server: Any) -> None:
 
 def test_slow(server: Any) -> None:
     server.add_fault(Fault("slow", "user", delay_s=0.5))
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         started = time.monotonic()
         assert c.get("/api/app/user", params={"api_token": "t"}).status_code == 200
         assert time.monotonic() - started >= 0.5
@@ -64,7 +64,7 @@ def test_slow(server: Any) -> None:
 
 def test_drop_upload_creates_nothing(server: Any, song: Path) -> None:
     server.add_fault(Fault("drop_upload", "create"))
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         with pytest.raises(DROPPED):
             create(c, song, sep_type=40)
         assert server.jobs == {}
@@ -74,7 +74,7 @@ def test_drop_upload_creates_nothing(server: Any, song: Path) -> None:
 
 def test_drop_after_create_creates_the_job(server: Any, song: Path) -> None:
     server.add_fault(Fault("drop_after_create", "create"))
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         with pytest.raises(httpx.RemoteProtocolError):
             create(c, song, sep_type=40)
         (job_hash,) = server.jobs
@@ -84,7 +84,7 @@ def test_drop_after_create_creates_the_job(server: Any, song: Path) -> None:
 
 
 def test_drop_download_cuts_the_body(server: Any, song: Path) -> None:
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, song, sep_type=40, output_format=1).json()["data"]["hash"]
         url = wait_for(c, job_hash, finished)["data"]["files"][0]["url"]
         server.add_fault(Fault("drop_download", "download"))
@@ -95,7 +95,7 @@ def test_drop_download_cuts_the_body(server: Any, song: Path) -> None:
 
 def test_job_failed(server: Any, song: Path) -> None:
     server.add_fault(Fault("job_failed", message="GPU on fire"))
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, song, sep_type=40).json()["data"]["hash"]
         body = wait_for(c, job_hash, lambda b: b["status"] == "failed")
     assert body["data"]["message"] == "GPU on fire"
@@ -103,7 +103,7 @@ def test_job_failed(server: Any, song: Path) -> None:
 
 
 def test_hash_not_found(server: Any, song: Path) -> None:
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, song, sep_type=40).json()["data"]["hash"]
         server.add_fault(Fault("hash_not_found", "get"))
         assert get(c, job_hash)["status"] == "not_found"
@@ -111,7 +111,7 @@ def test_hash_not_found(server: Any, song: Path) -> None:
 
 
 def test_done_without_files(server: Any, song: Path) -> None:
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, song, sep_type=40).json()["data"]["hash"]
         wait_for(c, job_hash, finished)
         server.add_fault(Fault("done_without_files", "get", delay_s=0.5))
@@ -121,7 +121,7 @@ def test_done_without_files(server: Any, song: Path) -> None:
 
 
 def test_admin_faults_and_stats_over_http(server: Any, song: Path) -> None:
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         faults = [{"kind": "http_5xx", "endpoint": "user", "times": 1, "status": 502}]
         assert c.post("/_emulator/faults", json=faults).json() == {"success": True, "armed": 1}
         assert c.get("/_emulator/faults").json()[0]["status"] == 502
@@ -176,7 +176,7 @@ def test_cli_serves_until_stopped(capsys: pytest.CaptureFixture[str]) -> None:
             assert time.monotonic() < deadline, "the CLI never printed its url"
             time.sleep(0.02)
             match = re.search(r"http://127\.0\.0\.1:\d+", capsys.readouterr().out)
-        with httpx.Client(base_url=match.group(0)) as c:
+        with httpx.Client(base_url=match.group(0), timeout=60) as c:
             assert c.get("/api/app/algorithms").status_code == 504
             user = c.get("/api/app/user", params={"api_token": "t"}).json()
             assert user["data"]["premium_enabled"] == 1

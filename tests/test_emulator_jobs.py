@@ -45,7 +45,7 @@ def clocked() -> Iterator[Callable[..., tuple[Any, ManualClock]]]:
 
 def test_waiting_processing_done(clocked: Callable[..., Any], short_song: Path) -> None:
     server, clock = clocked(waiting_s=10, processing_s=10)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, short_song, sep_type=40).json()["data"]["hash"]
         waiting = get(c, job_hash)
         assert waiting == {
@@ -63,7 +63,7 @@ def test_waiting_processing_done(clocked: Callable[..., Any], short_song: Path) 
 
 def test_real_clock_timings(make_emulator: Factory, short_song: Path) -> None:
     server = make_emulator(processing_s=0.5, processing_jitter_s=0.2, rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         started = time.monotonic()
         job_hash = create(c, short_song, sep_type=40).json()["data"]["hash"]
         wait_for(c, job_hash, finished)
@@ -75,7 +75,7 @@ def test_long_input_is_distributed_in_chunks(
 ) -> None:
     song = audio_file("long.wav", seconds=2.0, sample_rate=8000, channels=1)
     server, clock = clocked(chunk_seconds=0.5, processing_s=10)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, song, sep_type=40).json()["data"]["hash"]
         clock.advance(10)
         first = get(c, job_hash)
@@ -91,7 +91,7 @@ def test_done_reports_files_only_after_files_delay(
     clocked: Callable[..., Any], short_song: Path
 ) -> None:
     server, clock = clocked(files_delay_s=10)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, short_song, sep_type=40).json()["data"]["hash"]
         early = wait_for(c, job_hash, status_in("done"))
         assert early["data"]["files"] == []
@@ -103,7 +103,7 @@ def test_done_reports_files_only_after_files_delay(
 
 def test_results_expire(clocked: Callable[..., Any], short_song: Path) -> None:
     server, clock = clocked(expire_after_s=100)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, short_song, sep_type=40).json()["data"]["hash"]
         done = wait_for(c, job_hash, finished)
         clock.advance(101)
@@ -118,7 +118,7 @@ def test_results_expire(clocked: Callable[..., Any], short_song: Path) -> None:
 
 def test_cancel_refunds_a_waiting_job_only(make_emulator: Factory, short_song: Path) -> None:
     server = make_emulator(premium=True, waiting_s=30, rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         before = _user(c)["premium_minutes"]
         job_hash = create(c, short_song, sep_type=28).json()["data"]["hash"]
         assert _user(c)["premium_minutes"] == before - 1  # floor(1 s * 4 / 60) -> at least 1
@@ -136,7 +136,7 @@ def test_cancel_of_a_processing_job_fails_and_it_keeps_running(
     clocked: Callable[..., Any], short_song: Path
 ) -> None:
     server, clock = clocked(processing_s=10)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, short_song, sep_type=40).json()["data"]["hash"]
         assert get(c, job_hash)["status"] == "processing"
         answer = c.post(
@@ -152,7 +152,7 @@ def test_premium_credits_follow_duration_and_price(
 ) -> None:
     song = audio_file("two-minutes.wav", seconds=125.0, sample_rate=2000, channels=1)
     server = make_emulator(premium=True, rate_limit=False, premium_minutes=100)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         job_hash = create(c, song, sep_type=28).json()["data"]["hash"]  # price 4
         assert _user(c)["premium_minutes"] == 100 - 8  # floor(125 * 4 / 60)
     assert server.jobs[job_hash].credits == 8
@@ -160,7 +160,7 @@ def test_premium_credits_follow_duration_and_price(
 
 def test_free_account_runs_one_job_at_a_time(clocked: Callable[..., Any], short_song: Path) -> None:
     server, clock = clocked(processing_s=10)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         first = create(c, short_song, sep_type=40)
         second = create(c, short_song, sep_type=40)
         assert second.status_code == 400
@@ -175,7 +175,7 @@ def test_free_account_runs_one_job_at_a_time(clocked: Callable[..., Any], short_
 def test_premium_account_runs_ten(make_emulator: Factory, audio_file: Callable[..., Path]) -> None:
     tiny = audio_file("tiny.wav", seconds=0.2, sample_rate=8000, channels=1)
     server = make_emulator(premium=True, waiting_s=60, rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         codes = [create(c, tiny, sep_type=40).status_code for _ in range(10)]
         assert codes == [200] * 10
         over = create(c, tiny, sep_type=40)
@@ -186,7 +186,7 @@ def test_premium_account_runs_ten(make_emulator: Factory, audio_file: Callable[.
 
 def test_parallel_limit_option(make_emulator: Factory, short_song: Path) -> None:
     server = make_emulator(parallel_limit=2, waiting_s=60, rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         codes = [create(c, short_song, sep_type=40).status_code for _ in range(3)]
     assert codes == [200, 200, 400]
 
@@ -195,7 +195,7 @@ def test_non_audio_upload_is_accepted_then_fails(make_emulator: Factory, tmp_pat
     junk = tmp_path / "notes.txt"
     junk.write_text("this is not audio\n" * 100)
     server = make_emulator(rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         answer = create(c, junk, sep_type=40)
         assert answer.status_code == 200
         failed = wait_for(c, answer.json()["data"]["hash"], status_in("failed"))
@@ -204,7 +204,7 @@ def test_non_audio_upload_is_accepted_then_fails(make_emulator: Factory, tmp_pat
 
 def test_url_job_from_loopback(make_emulator: Factory, short_song: Path) -> None:
     server = make_emulator(rate_limit=False, parallel_limit=5)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         upload = create(c, short_song, sep_type=40).json()["data"]["hash"]
         source = wait_for(c, upload, finished)["data"]["input_file"]["url"]
         answer = create(c, None, sep_type=20, url=source, remote_type="direct")
@@ -224,7 +224,7 @@ def test_url_job_from_loopback(make_emulator: Factory, short_song: Path) -> None
 
 def test_url_job_to_another_address_fails_without_fetching(make_emulator: Factory) -> None:
     server = make_emulator(rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         answer = create(c, None, sep_type=40, url="http://192.0.2.1/song.mp3")
         job_hash = answer.json()["data"]["hash"]
         failed = wait_for(c, job_hash, status_in("failed"))
@@ -236,7 +236,7 @@ def test_url_job_to_another_address_fails_without_fetching(make_emulator: Factor
 
 def test_create_needs_exactly_one_source(make_emulator: Factory, short_song: Path) -> None:
     server = make_emulator(rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         neither = create(c, None, sep_type=40)
         both = create(c, short_song, sep_type=40, url="http://127.0.0.1:1/x.wav")
     assert neither.status_code == both.status_code == 400
@@ -244,7 +244,7 @@ def test_create_needs_exactly_one_source(make_emulator: Factory, short_song: Pat
 
 def test_reset_forgets_everything(make_emulator: Factory, short_song: Path) -> None:
     server = make_emulator(rate_limit=False)
-    with httpx.Client(base_url=server.base_url) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         create(c, short_song, sep_type=40)
         assert server.jobs and server.stats["creates_accepted"] == 1
         assert c.post("/_emulator/reset").json() == {"success": True}
