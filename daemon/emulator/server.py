@@ -74,7 +74,7 @@ class EmulatorServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=0.25,  # type: ignore[arg-type]
-            timeout_keep_alive=5,
+            timeout_keep_alive=30,  # idle keep-alive; short values race with reusing clients
         )
         server = uvicorn.Server(config)
         self._server = server
