@@ -173,17 +173,25 @@ class Journal:
         *,
         clock: Clock | None = None,
         on_change: ChangeListener | None = None,
+        read_only: bool = False,
     ) -> None:
         """Open (create, migrate) and lock the journal at ``path``.
 
         ``on_change(job, kind, reason)`` is called after each committed change (outside the
-        transaction), e.g. to log one line per state change.
+        transaction), e.g. to log one line per state change. ``read_only`` opens an existing
+        journal for reading without taking the lock (``status`` while the daemon runs); it
+        never creates, migrates or writes.
         """
         self.path = Path(path)
         self.on_change = on_change
         self._pending: list[tuple[Job, str, str]] = []
         self._clock: Clock = clock if clock is not None else _WallClock()
         self._lock = threading.RLock()
+        self._lock_file: IO[str] | None = None
+        if read_only:
+            self._open_read_only()
+            self._closed = False
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = _acquire_lock(self.path)
         try:
@@ -217,7 +225,23 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _open_read_only(self) -> None:
+        if not self.path.exists():
+            raise JournalError(f"journal {self.path} does not exist")
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise JournalVersionError(
+                f"journal {self.path} has schema version {version}, but this mvsep-watch "
+                f"understands up to version {SCHEMA_VERSION}: upgrade mvsep-watch"
+            )
+
     def _release(self) -> None:
+        if self._lock_file is None:
+            return
         with contextlib.suppress(OSError):
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
         self._lock_file.close()
