@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from daemon.emulator import answers
@@ -103,6 +104,9 @@ class EmulatorApp:
                 request, endpoint, handler, params, upload
             )
         answer.headers = {**decision.headers(), **answer.headers}
+        delay = self.state.faults.take(endpoint, {"delay_answer"})
+        if delay is not None:  # the work is done (a create's job exists); the answer waits
+            await asyncio.sleep(delay.delay_s)
         return answer
 
     async def _checked(
@@ -333,6 +337,10 @@ class EmulatorApp:
             self.state.stats.downloads += 1
         if self.state.faults.take("download", {"drop_download"}):
             request.state.emulator_drop = "body"
+        elif "range" not in request.headers:
+            throttle = self.state.faults.take("download", {"throttle_download"})
+            if throttle is not None:
+                return throttled_file(path, name, seconds=throttle.delay_s)
         return FileResponse(path, filename=name)
 
     # -- admin ---------------------------------------------------------------------------
@@ -376,3 +384,24 @@ class EmulatorApp:
         """``POST /_emulator/reset``: forget jobs, accounts, faults, stats."""
         self.state.reset()
         return JSONResponse({"success": True})
+
+
+THROTTLE_PIECES = 20
+
+
+def throttled_file(path: Path, name: str, *, seconds: float) -> StreamingResponse:
+    """Fault ``throttle_download``: the file in 20 pieces spread over ``seconds``."""
+    size = path.stat().st_size
+    piece = max(1, -(-size // THROTTLE_PIECES))
+
+    async def body() -> AsyncIterator[bytes]:
+        with path.open("rb") as fh:
+            while chunk := fh.read(piece):
+                yield chunk
+                await asyncio.sleep(seconds / THROTTLE_PIECES)
+
+    headers = {
+        "content-length": str(size),
+        "content-disposition": f'attachment; filename="{name}"',
+    }
+    return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)

@@ -23,6 +23,8 @@ FAULT_KINDS = frozenset(
         "job_failed",
         "hash_not_found",
         "done_without_files",
+        "delay_answer",
+        "throttle_download",
     }
 )
 ENDPOINTS = frozenset(

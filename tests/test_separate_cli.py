@@ -1,0 +1,130 @@
+"""`mvsep-watch separate` as a user runs it: a subprocess talking to the emulator over loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import soundfile
+
+from daemon.emulator import EmulatorOptions, EmulatorServer
+from daemon.emulator.audio import write_test_audio
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "sep-test-token-42"
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("song") / "three minutes.wav"
+    write_test_audio(path, 180.0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def premium_emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorOptions(premium=True, processing_s=0.2), port=0) as server:
+        yield server
+
+
+def separate(base_url: str, tmp: Path, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable, "-m", "daemon", "--log-format", "json", "separate", "--no-config",
+        "--base-url", base_url, "--journal", str(tmp / "journal.sqlite"), *args,
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "MVSEP_API_TOKEN": TOKEN,
+        # the catalogue cache and default journal go to the test's folders, not $HOME
+        "XDG_STATE_HOME": str(tmp / "state"),
+        "XDG_CONFIG_HOME": str(tmp / "config"),
+    }
+    return subprocess.Popen(
+        cmd, env=env, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen
+    )
+
+
+@pytest.mark.parametrize(
+    ("sep_type", "stems"),
+    [("40", ["Vocals", "Instrumental"]), ("20", ["Vocals", "Drums", "Bass", "Other"])],
+)
+@pytest.mark.parametrize(
+    ("fmt", "ext", "subtype"), [("flac24", "flac", "PCM_24"), ("wav16", "wav", "PCM_16")]
+)
+def test_three_minute_song(
+    tmp_path: Path,
+    song: Path,
+    premium_emulator: EmulatorServer,
+    sep_type: str,
+    stems: list[str],
+    fmt: str,
+    ext: str,
+    subtype: str,
+) -> None:
+    out = tmp_path / "out"
+    proc = separate(
+        premium_emulator.base_url, tmp_path, str(song), "--sep-type", sep_type, "--format", fmt,
+        "--out", str(out),
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stderr[-3000:]
+    folder = out / song.stem
+    for stem in stems:
+        path = folder / f"{song.stem} - {stem}.{ext}"
+        assert str(path) in stdout
+        info = soundfile.info(str(path))
+        assert info.subtype == subtype
+        assert abs(info.duration - 180.0) <= 0.1, (path, info.duration)
+        assert soundfile.read(str(path), frames=44100)[0].any()  # real audio, not silence
+    assert song.exists()  # separate never touches its input
+    assert "uploading" in stderr and "downloading" in stderr
+
+
+def test_ctrl_c_cancels_a_waiting_job_and_refunds(
+    tmp_path: Path, audio_file: Any, make_emulator: Any
+) -> None:
+    emulator = make_emulator(premium=True, waiting_s=60.0, processing_s=0.2)
+    song = audio_file("wait.wav", seconds=3.0)
+    proc = separate(
+        emulator.base_url, tmp_path, str(song), "--sep-type", "40", "--out", str(tmp_path)
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+        j.state == "waiting" for j in list(emulator.jobs.values())
+    ):
+        time.sleep(0.05)
+    assert emulator.jobs, "the job never reached the emulator"
+    time.sleep(0.5)  # let the daemon store the hash it was just given
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr[-2000:]
+    (job,) = emulator.jobs.values()
+    assert job.state == "cancelled"
+    assert emulator.stats.cancels >= 1
+
+
+def test_rerun_after_kill_resumes_instead_of_resubmitting(
+    tmp_path: Path, audio_file: Any, make_emulator: Any
+) -> None:
+    emulator = make_emulator(premium=True, processing_s=3.0)
+    song = audio_file("resume.wav", seconds=3.0)
+    args = (str(song), "--sep-type", "40", "--format", "wav16", "--out", str(tmp_path / "out"))
+    first = separate(emulator.base_url, tmp_path, *args)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not emulator.jobs:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    first.kill()
+    first.communicate(timeout=30)
+    second = separate(emulator.base_url, tmp_path, *args)
+    stdout, stderr = second.communicate(timeout=120)
+    assert second.returncode == 0, stderr[-2000:]
+    assert len(emulator.jobs) == 1
+    assert len(list((tmp_path / "out").rglob("*.wav"))) == 2
