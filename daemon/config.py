@@ -136,6 +136,8 @@ class EngineSection(_Section):
     dedupe_same_content: bool = True
     on_cancel_processing: Literal["discard", "keep"] = "discard"
     reconcile_grace_s: float = Field(default=120.0, ge=0)
+    poll_unknown_s: float = Field(default=15.0, gt=0)
+    poll_max_s: float = Field(default=60.0, gt=0)
 
 
 class WatchSection(_Section):

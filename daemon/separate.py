@@ -21,7 +21,14 @@ from daemon.engine import Engine
 from daemon.errors import ConfigError
 from daemon.jobs import Job, JobRequest, JobState, SourceFile
 from daemon.journal import Journal
-from daemon.service import engine_settings, load_catalogue, make_client, premium_of, to_request
+from daemon.service import (
+    engine_settings,
+    load_catalogue,
+    make_client,
+    poll_policy,
+    premium_of,
+    to_request,
+)
 
 SEPARATE_TEMPLATE = "{name}/{name} - {stem}.{ext}"
 TERMINAL = {JobState.FILED, JobState.FAILED, JobState.CANCELLED}
@@ -195,7 +202,11 @@ def _separate(
 ) -> int:
     printer = ProgressPrinter()
     engine = Engine(
-        journal=journal, client=client, settings=engine_settings(settings), on_progress=printer
+        journal=journal,
+        client=client,
+        settings=engine_settings(settings),
+        poll_policy=poll_policy(settings),
+        on_progress=printer,
     )
     ids: dict[Path, int] = {}
     for path in files:

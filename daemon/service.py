@@ -25,7 +25,7 @@ from daemon.jobs import JobRequest, SourceFile
 from daemon.journal import Journal
 from daemon.logs import register_secret
 from daemon.mvsep.client import MvsepClient
-from daemon.pacing import Pacer
+from daemon.pacing import Pacer, PollPolicy
 from daemon.watcher import InboxWatcher, ReadyFile, WatchedInbox
 from daemon.workflow import EngineSettings
 
@@ -117,6 +117,16 @@ def engine_settings(settings: Settings) -> EngineSettings:
     )
 
 
+def poll_policy(settings: Settings) -> PollPolicy:
+    eng = settings.engine
+    return PollPolicy(
+        waiting_unknown_s=eng.poll_unknown_s,
+        processing_unknown_s=eng.poll_unknown_s,
+        distributing_unknown_s=min(eng.poll_unknown_s, 10.0),
+        max_interval_s=eng.poll_max_s,
+    )
+
+
 def watched_inbox(inbox: InboxSection) -> WatchedInbox:
     extensions = (
         frozenset(e.lower().lstrip(".") for e in inbox.extensions) if inbox.extensions else None
@@ -168,6 +178,7 @@ class Daemon:
             journal=self.journal,
             client=self.client,
             settings=engine_settings(self.settings),
+            poll_policy=poll_policy(self.settings),
             on_progress=self._on_progress,
         )
         self.engine.start()

@@ -73,7 +73,10 @@ def test_three_minute_song(
         premium_emulator.base_url, tmp_path, str(song), "--sep-type", sep_type, "--format", fmt,
         "--out", str(out),
     )  # fmt: skip
-    stdout, stderr = proc.communicate(timeout=240)
+    try:
+        stdout, stderr = proc.communicate(timeout=400)
+    finally:
+        proc.kill()  # never leave a separate behind when the test fails
     assert proc.returncode == 0, stderr[-3000:]
     folder = out / song.stem
     for stem in stems:
@@ -107,7 +110,7 @@ def test_ctrl_c_cancels_a_waiting_job_and_refunds(
     assert proc.returncode == 130, stderr[-2000:]
     (job,) = emulator.jobs.values()
     assert job.state == "cancelled"
-    assert emulator.stats.cancels >= 1
+    assert emulator.stats["cancels"] >= 1
 
 
 def test_rerun_after_kill_resumes_instead_of_resubmitting(
