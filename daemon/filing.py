@@ -220,7 +220,7 @@ def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Persist a rename. Some filesystems (SMB, Windows) refuse: that is not an error."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -276,13 +276,13 @@ def file_atomically(
         return dest
     final = resolve_collision(dest, on_collision)
     if move and _try_rename(src, final):
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     else:
         with _part_file(final) as part:
             with open(src, "rb") as fin, open(part, "wb") as fout:
                 _copy_stream(fin, fout)
             os.replace(part, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         if move:
             src.unlink(missing_ok=True)
     log.debug("filed", src=str(src), dest=str(final))
@@ -310,7 +310,7 @@ def _write_text_atomically(path: Path, text: str) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(part, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -333,7 +333,7 @@ def _move(src: Path, dest: Path) -> Path:
         if exc.errno != errno.EXDEV:
             raise
         return file_atomically(src, final, on_collision="suffix", move=True)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return final
 
 

@@ -100,6 +100,8 @@ class SourceFile:
     archive_dir: Path | None = None
     on_collision: OnCollision = "suffix"
     sidecar: bool = True
+    move_failed: bool = True
+    """False: a failed input stays where it is (``separate`` never moves the user's files)."""
 
     def to_json(self) -> dict[str, object]:
         data = dataclasses.asdict(self)
@@ -131,6 +133,7 @@ class SourceFile:
             archive_dir=None if archive is None else Path(str(archive)),
             on_collision=data.get("on_collision", "suffix"),  # type: ignore[arg-type]
             sidecar=bool(data.get("sidecar", True)),
+            move_failed=bool(data.get("move_failed", True)),
         )
 
 

@@ -120,6 +120,7 @@ def source_for(path: Path, *, preset: str, request: JobRequest, out: Path) -> So
         after_success="keep",
         on_collision="suffix",
         sidecar=True,
+        move_failed=False,
     )
 
 

@@ -175,6 +175,8 @@ def move_failed_source(ctx: Context, job: Job) -> Job:
         return job
     if not src.exists():
         return ctx.journal.mark_source_disposed(job.id, "missing")
+    if not job.source.move_failed:
+        return ctx.journal.mark_source_disposed(job.id, "kept")
     moved = filing.move_to_failed(
         src,
         job.source.failed_dir,

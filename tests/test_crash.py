@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import soundfile
 
 from daemon.emulator import Fault
@@ -125,6 +126,7 @@ def run_until(proc: subprocess.Popen[str], kill_now: Callable[[str], bool], limi
     return False
 
 
+@pytest.mark.timeout(1800)
 def test_sigkill_at_every_moment_loses_nothing_and_pays_once(
     tmp_path: Path, make_emulator: Callable[..., Any], audio_file: Callable[..., Path]
 ) -> None:

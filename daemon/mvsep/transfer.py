@@ -23,6 +23,7 @@ from daemon.errors import (
     ApiRejected,
     ApiServerError,
 )
+from daemon.filing import fsync_dir
 from daemon.mvsep.failures import CallContext, parse_retry_after
 
 UploadProgress = Callable[[int, int], None]
@@ -97,7 +98,7 @@ def download_to(
         part.unlink(missing_ok=True)
         size = _fetch(http, url, part, ctx=ctx, timeout=timeout, progress=progress)
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return size
 
 
@@ -209,17 +210,3 @@ def _write_body(
             out.flush()
             os.fsync(out.fileno())
     return done
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable (POSIX); best effort elsewhere."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
