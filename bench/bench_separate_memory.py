@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 import httpx
@@ -26,13 +27,32 @@ from daemon.emulator.audio import write_test_audio
 SAMPLE_RATE, CHANNELS, BYTES_PER_SAMPLE = 44100, 2, 2
 
 
+def write_big_wav(path: Path, seconds: float, block_path: Path) -> None:
+    """A long WAV quickly: 10 s of the test signal, its frames repeated to length."""
+    write_test_audio(block_path, 10.0)
+    with wave.open(str(block_path), "rb") as block:
+        frames = block.readframes(block.getnframes())
+    total = int(seconds * SAMPLE_RATE)
+    per_block = len(frames) // (CHANNELS * BYTES_PER_SAMPLE)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(CHANNELS)
+        out.setsampwidth(BYTES_PER_SAMPLE)
+        out.setframerate(SAMPLE_RATE)
+        written = 0
+        while written < total:
+            n = min(per_block, total - written)
+            out.writeframes(frames[: n * CHANNELS * BYTES_PER_SAMPLE])
+            written += n
+    block_path.unlink()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def wait_until_up(url: str, deadline_s: float = 30.0) -> None:
+def wait_until_up(url: str, deadline_s: float = 120.0) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         try:
@@ -59,7 +79,7 @@ def main() -> int:
     seconds = args.gb * 1e9 / (SAMPLE_RATE * CHANNELS * BYTES_PER_SAMPLE)
     if not song.exists():
         print(f"writing {song} ({seconds / 60:.1f} min of 16-bit stereo)...", flush=True)
-        write_test_audio(song, seconds)
+        write_big_wav(song, seconds, work / "block.wav")
     size_mb = song.stat().st_size / 1e6
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -59,3 +59,32 @@ def test_throttle_download_spreads_the_body(make_emulator: Any, audio_file: Any)
     slow = httpx.get(url, timeout=60).content
     assert slow == plain and len(plain) > 0
     assert time.monotonic() - started >= 1.5
+
+
+def test_cli_serves_on_the_port_it_is_given() -> None:
+    """`mvsep-watch emulator --port N` binds N once (it used to bind twice and fail)."""
+    import socket
+
+    from daemon.emulator.cli import main
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stop = threading.Event()
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(main(["--port", str(port)], stop=stop)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/api/app/algorithms", timeout=30)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and thread.is_alive(), codes
+                time.sleep(0.1)
+        assert answer.status_code == 200 and isinstance(answer.json(), list)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert codes == [0]

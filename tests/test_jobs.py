@@ -273,7 +273,7 @@ ANY_EVENT = st.sampled_from(sample_events()) | st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(ANY_EVENT, max_size=60))
 def test_random_event_sequences_keep_invariants(events: list[Event]) -> None:
     job = new_job()

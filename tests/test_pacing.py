@@ -157,7 +157,7 @@ def test_stale_now_counts_as_the_latest() -> None:
 KINDS = st.sampled_from(["get", "get_remote", "create", "cancel", "history", "user"])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     steps=st.lists(st.tuples(st.floats(0, 20), KINDS), max_size=60),
     limit=st.integers(1, 12),
@@ -180,7 +180,7 @@ def test_no_window_ever_exceeds_the_limit(
     assert max_in_fixed_windows(granted, 60.0, phase) <= cap
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     requests=st.lists(
         st.tuples(st.floats(0, 15), KINDS, st.floats(0, 90), st.floats(0, 1)), max_size=40
@@ -484,7 +484,7 @@ def test_min_interval_is_an_absolute_floor() -> None:
     assert min(got) >= 3.0
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     status=st.sampled_from(["waiting", "processing", "distributing", "merging", "done", "x"]),
     position=st.none() | st.integers(-5, 10_000),

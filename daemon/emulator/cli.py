@@ -62,7 +62,7 @@ def main(argv: list[str], *, stop: threading.Event | None = None) -> int:
         server = EmulatorServer(options, host=args.host, port=args.port).start()
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    with server:
+    try:
         for fault in faults:
             server.add_fault(fault)
         print(f"MVSEP emulator listening on {server.base_url}", flush=True)
@@ -70,4 +70,6 @@ def main(argv: list[str], *, stop: threading.Event | None = None) -> int:
             (stop or threading.Event()).wait()
         except KeyboardInterrupt:
             pass
+    finally:
+        server.stop()
     return 0
