@@ -366,6 +366,11 @@ class Engine:
             self._pause(job.id, self._ctx.settings.reconcile_retry_s)
 
     def _reconcile(self, job: Job) -> None:
+        # The scheduler's snapshot may be stale: the upload that held this job may have just
+        # stored its hash. Only a job still submitting (hash unknown) is reconciled.
+        job = self.journal.get(job.id)
+        if job.state != JobState.SUBMITTING or job.mvsep_hash is not None:
+            return
         again_s = submission.reconcile(self._ctx, job)
         if again_s is not None:
             self._pause(job.id, again_s)
