@@ -104,6 +104,41 @@ def bench_startup(mode: str, *, files: int, settle_s: float, poll_s: float) -> N
     )
 
 
+def bench_journal(*, files: int, settle_s: float) -> None:
+    """Startup scan of ``files`` present at start, each journaled as a new job (native)."""
+    from daemon.jobs import JobRequest, SourceFile
+    from daemon.journal import Journal
+
+    request = JobRequest(sep_type=40, options={}, output_format=1, algorithm_name="bench")
+    with tempfile.TemporaryDirectory(prefix="bench-journal-") as tmp:
+        root = Path(tmp) / "in"
+        for i in range(files):
+            folder = root / f"album{i // 100:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"track{i % 100:02d}.flac").write_bytes(b"fLaC")
+        watcher, ready = _watcher(root, poll=False, settle_s=settle_s, poll_s=1.0)
+        with Journal(Path(tmp) / "journal.sqlite") as journal:
+            started = time.monotonic()
+            watcher.start()
+            try:
+                for _ in range(files):
+                    found, _ = ready.get(timeout=settle_s + 300)
+                    source = SourceFile(
+                        path=found.path, inbox="bench", relative_path=found.relative_path,
+                        preset="bench", request=request, output_dir=Path(tmp) / "out",
+                        output_template="{name}/{stem}.{ext}", failed_dir=Path(tmp) / "failed",
+                    )  # fmt: skip
+                    journal.record_seen(source, size=found.size, mtime=found.mtime)
+            finally:
+                watcher.stop()
+            total = time.monotonic() - started
+            count = sum(journal.counts_by_state().values())
+    print(
+        f"journal  native   files={files} | all journaled {total:.3f}s | minus settle "
+        f"{total - settle_s:.3f}s ({count} jobs in the journal)"
+    )
+
+
 def _peak_rss_mib() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
@@ -115,13 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-files", type=int, default=20)
     parser.add_argument("--settle", type=float, default=1.0, help="settle_s (seconds)")
     parser.add_argument("--poll", type=float, default=1.0, help="poll_interval_s (seconds)")
+    parser.add_argument("--only-journal", action="store_true", help="just the journaling figure")
     args = parser.parse_args(argv)
     _quiet_logs()
     print(f"python {sys.version.split()[0]} on {sys.platform}")
+    if args.only_journal:
+        bench_journal(files=args.files, settle_s=args.settle)
+        return 0
     for mode in ("native", "polling"):
         bench_latency(mode, files=args.latency_files, settle_s=args.settle, poll_s=args.poll)
     for mode in ("native", "polling"):
         bench_startup(mode, files=args.files, settle_s=args.settle, poll_s=args.poll)
+    bench_journal(files=args.files, settle_s=args.settle)
     print(f"peak RSS {_peak_rss_mib():.1f} MiB")
     return 0
 
