@@ -58,6 +58,7 @@ def separate(base_url: str, tmp: Path, *args: str, **popen: Any) -> subprocess.P
 @pytest.mark.parametrize(
     ("fmt", "ext", "subtype"), [("flac24", "flac", "PCM_24"), ("wav16", "wav", "PCM_16")]
 )
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_three_minute_song(
     tmp_path: Path,
