@@ -33,7 +33,7 @@ from daemon.jobs import JobState
 from daemon.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = 12
+FILES = 16
 KILLS = 32
 STEMS = ("Vocals", "Instrumental")
 # The moments to kill at, in rotation. Each waits for its sign, then kills at once.
