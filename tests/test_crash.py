@@ -1,4 +1,4 @@
-"""Crash safety: SIGKILL `separate` at every kind of moment, 30+ times, then check the books.
+"""Crash safety: SIGKILL `separate` at every kind of moment, many times, then check the books.
 
 `separate` runs as a real subprocess over a batch of files, against the emulator (in this
 process) with two crash windows held open: every create is answered a second after its job
@@ -7,6 +7,10 @@ exists (``delay_answer``) and every stem download is spread over a second
 kills it with SIGKILL at a rotating set of moments, restarting it each time. At the end:
 every input's stems are filed exactly once, MVSEP saw exactly one create per input, no
 ``.part`` or partial file is left in the output tree, and no input was lost.
+
+Two sizes: ``quick`` (5 files, 9 kills over all seven moments) is in the default run;
+``full`` (16 files, 32 kills) is the issue's acceptance run, marked ``slow`` because it takes
+many minutes: ``pytest -m slow tests/test_crash.py``.
 """
 
 from __future__ import annotations
@@ -33,8 +37,6 @@ from daemon.jobs import JobState
 from daemon.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = 16
-KILLS = 32
 STEMS = ("Vocals", "Instrumental")
 # The moments to kill at, in rotation. Each waits for its sign, then kills at once.
 MOMENTS = (
@@ -183,9 +185,19 @@ def run_until(proc: subprocess.Popen[str], kill_now: Callable[[str], bool], limi
     return killed
 
 
-@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(
+    ("files", "kills_wanted"),
+    [
+        pytest.param(5, 9, id="quick", marks=pytest.mark.timeout(900)),
+        pytest.param(16, 32, id="full", marks=[pytest.mark.slow, pytest.mark.timeout(3600)]),
+    ],
+)
 def test_sigkill_at_every_moment_loses_nothing_and_pays_once(
-    tmp_path: Path, make_emulator: Callable[..., Any], audio_file: Callable[..., Path]
+    tmp_path: Path,
+    make_emulator: Callable[..., Any],
+    audio_file: Callable[..., Path],
+    files: int,
+    kills_wanted: int,
 ) -> None:
     # a free account: one job at a time, so every moment keeps coming round
     emulator = make_emulator(premium=False, processing_s=2.5, rate_limit=False)
@@ -193,17 +205,18 @@ def test_sigkill_at_every_moment_loses_nothing_and_pays_once(
     emulator.add_fault(
         Fault(kind="throttle_download", endpoint="download", times=None, delay_s=1.0)
     )
-    inputs = [audio_file(f"in/track {i:02}.wav", seconds=2.0) for i in range(FILES)]
+    inputs = [audio_file(f"in/track {i:02}.wav", seconds=2.0) for i in range(files)]
     rng = random.Random(20261125)
     kills: Counter[str] = Counter()
     attempts = 0
-    while sum(kills.values()) < KILLS:
+    started = time.monotonic()
+    while sum(kills.values()) < kills_wanted:
         attempts += 1
-        assert attempts < KILLS * 3, f"too many runs without a kill: {dict(kills)}"
+        assert attempts < kills_wanted * 3, f"too many runs without a kill: {dict(kills)}"
         moment = next_moment(tmp_path / "journal.sqlite", attempts)
         proc = spawn(tmp_path, emulator.base_url, inputs)
         sign = sign_for(moment, emulator, rng)
-        if run_until(proc, sign, limit_s=300):
+        if run_until(proc, sign, limit_s=120):
             kills[sign.fired[-1]] += 1  # type: ignore[attr-defined]
         elif proc.returncode == 0:
             break  # everything finished before this moment came: nothing left to kill
@@ -211,9 +224,11 @@ def test_sigkill_at_every_moment_loses_nothing_and_pays_once(
     final = spawn(tmp_path, emulator.base_url, inputs)
     _, stderr = final.communicate(timeout=300)
     assert final.returncode == 0, stderr[-3000:]
+    print(f"{sum(kills.values())} kills in {attempts} runs, {time.monotonic() - started:.0f} s:",
+          dict(kills))
 
     assert_books_balance(tmp_path, emulator, inputs)
-    assert sum(kills.values()) >= 30, dict(kills)
+    assert sum(kills.values()) >= kills_wanted, dict(kills)
     assert set(kills) == set(MOMENTS), f"moments never reached: {set(MOMENTS) - set(kills)}"
 
 

@@ -28,7 +28,7 @@ def server(make_emulator: Callable[..., Any]) -> Any:
 
 @pytest.fixture
 def client(server: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base_url, timeout=10) as c:
+    with httpx.Client(base_url=server.base_url, timeout=60) as c:
         yield c
 
 

@@ -290,7 +290,7 @@ def test_slow_get_times_out_then_succeeds(emu: Emu, audio_file: Callable[..., Pa
         (Fault(kind="http_5xx", endpoint="create", status=500), False),
         (Fault(kind="drop_upload", endpoint="create"), False),
         (Fault(kind="drop_after_create", endpoint="create"), True),
-        (Fault(kind="slow", endpoint="create", delay_s=1.5), True),
+        (Fault(kind="slow", endpoint="create", delay_s=8.0), True),
     ],
     ids=["http_5xx", "drop_upload", "drop_after_create", "slow"],
 )
@@ -298,7 +298,8 @@ def test_create_faults_after_send_are_outcome_unknown(
     emu: Emu, audio_file: Callable[..., Path], fault: Fault, created: bool
 ) -> None:
     emu.add_fault(fault)
-    with client_for(emu, upload_timeout_s=0.5) as client:
+    # long enough for a loaded machine to send the upload, shorter than the slow fault's delay
+    with client_for(emu, upload_timeout_s=3.0) as client:
         with pytest.raises(OutcomeUnknown) as caught:
             submit(client, audio_file(seconds=3.0), upload_name="n0nce7-song.wav")
         assert TOKEN not in str(caught.value) and TOKEN not in repr(caught.value)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,14 +53,23 @@ def separate(base_url: str, tmp: Path, *args: str, **popen: Any) -> subprocess.P
     )
 
 
+TWO_STEMS = ("40", ["Vocals", "Instrumental"])
+FOUR_STEMS = ("20", ["Vocals", "Drums", "Bass", "Other"])
+FLAC24 = ("flac24", "flac", "PCM_24")
+WAV16 = ("wav16", "wav", "PCM_16")
+
+
 @pytest.mark.parametrize(
-    ("sep_type", "stems"),
-    [("40", ["Vocals", "Instrumental"]), ("20", ["Vocals", "Drums", "Bass", "Other"])],
+    ("sep_type", "stems", "fmt", "ext", "subtype"),
+    [
+        # the default run covers both types and both formats in two separations ...
+        pytest.param(*TWO_STEMS, *FLAC24, id="2stems-flac24"),
+        pytest.param(*FOUR_STEMS, *WAV16, id="4stems-wav16"),
+        # ... and `pytest -m slow` the other two pairs
+        pytest.param(*TWO_STEMS, *WAV16, id="2stems-wav16", marks=pytest.mark.slow),
+        pytest.param(*FOUR_STEMS, *FLAC24, id="4stems-flac24", marks=pytest.mark.slow),
+    ],
 )
-@pytest.mark.parametrize(
-    ("fmt", "ext", "subtype"), [("flac24", "flac", "PCM_24"), ("wav16", "wav", "PCM_16")]
-)
-@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_three_minute_song(
     tmp_path: Path,
@@ -92,6 +103,36 @@ def test_three_minute_song(
     assert "uploading" in stderr and "downloading" in stderr
 
 
+class StderrLines:
+    """Collect a subprocess's stderr lines in a thread, so a test can wait for one."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._seen = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            with self._seen:
+                self.lines.append(line)
+                self._seen.notify_all()
+
+    def wait_for_event(self, event: str, timeout_s: float) -> bool:
+        def seen() -> bool:
+            return any(json.loads(x).get("event") == event for x in self.lines if x[:1] == "{")
+
+        with self._seen:
+            return self._seen.wait_for(seen, timeout=timeout_s)
+
+    def text(self) -> str:
+        """Everything read so far (all of it once the process has exited)."""
+        self._thread.join(timeout=30)
+        with self._seen:
+            return "".join(self.lines)
+
+
 def test_ctrl_c_cancels_a_waiting_job_and_refunds(
     tmp_path: Path, audio_file: Any, make_emulator: Any
 ) -> None:
@@ -100,16 +141,20 @@ def test_ctrl_c_cancels_a_waiting_job_and_refunds(
     proc = separate(
         emulator.base_url, tmp_path, str(song), "--sep-type", "40", "--out", str(tmp_path)
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(
-        j.state == "waiting" for j in list(emulator.jobs.values())
-    ):
-        time.sleep(0.05)
-    assert emulator.jobs, "the job never reached the emulator"
-    time.sleep(0.5)  # let the daemon store the hash it was just given
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 130, stderr[-2000:]
+    stderr = StderrLines(proc)
+    try:
+        # Ctrl-C once the hash is stored: the job is known to be waiting at MVSEP
+        assert stderr.wait_for_event("job submitted", timeout_s=120), stderr.text()[-2000:]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+        log = stderr.text()
+        for pipe in (proc.stdout, proc.stderr):
+            assert pipe is not None
+            pipe.close()
+    assert proc.returncode == 130, log[-2000:]
     (job,) = emulator.jobs.values()
     assert job.state == "cancelled"
     assert emulator.stats["cancels"] >= 1
