@@ -224,8 +224,10 @@ def test_sigkill_at_every_moment_loses_nothing_and_pays_once(
     final = spawn(tmp_path, emulator.base_url, inputs)
     _, stderr = final.communicate(timeout=300)
     assert final.returncode == 0, stderr[-3000:]
-    print(f"{sum(kills.values())} kills in {attempts} runs, {time.monotonic() - started:.0f} s:",
-          dict(kills))
+    print(
+        f"{sum(kills.values())} kills in {attempts} runs, {time.monotonic() - started:.0f} s:",
+        dict(kills),
+    )
 
     assert_books_balance(tmp_path, emulator, inputs)
     assert sum(kills.values()) >= kills_wanted, dict(kills)
