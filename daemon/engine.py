@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import submission, transfers
-from daemon.errors import ApiError
+from daemon.errors import ApiError, IllegalTransition
 from daemon.jobs import Clock, Job, JobState, SourceFile, backoff_delay_s
 from daemon.journal import Journal
 from daemon.mvsep.client import MvsepClient
@@ -44,6 +44,7 @@ __all__ = ["Engine", "EngineSettings", "SystemClock"]
 
 _TRANSFER_KINDS = frozenset({"upload", "download"})
 _MAX_WAIT_S = 30.0
+_NOT_SENT = frozenset({JobState.READY, JobState.RETRY_WAIT})
 
 
 @dataclass
@@ -118,8 +119,20 @@ class Engine:
         """Journal a new job for ``source``; ``None`` if this exact file is already known."""
         stat = source.path.stat()
         job, created = self.journal.record_seen(source, size=stat.st_size, mtime=stat.st_mtime)
+        if created:
+            self._supersede_older(job)
         self.wake()
         return job.id if created else None
+
+    def _supersede_older(self, job: Job) -> None:
+        """The file at this path changed since an earlier job saw it (a copy that paused and
+        went on, a file saved again): an earlier job that never reached MVSEP is dropped, so
+        only the newest version is sent. Jobs already sent are left to finish."""
+        for old in self.journal.active_for_path(job.source.path):
+            never_sent = old.nonce is None and old.mvsep_hash is None
+            if old.id < job.id and never_sent and old.state in _NOT_SENT:
+                reason = f"superseded by job {job.id}: the file changed"
+                self._cancel(old.id, reason, source_gone=False)
 
     def cancel_path(self, path: Path, reason: str) -> None:
         """The input at ``path`` was removed: cancel its unfinished jobs."""
@@ -341,13 +354,31 @@ class Engine:
             future = self._tasks[job.id].future
         try:
             step(job)
+        except IllegalTransition:
+            if not self._outrun_by_cancel(job, kind):
+                self._step_failed(job, kind)
         except Exception:
-            pause = self._ctx.settings.error_pause_s
-            log.exception("job step failed unexpectedly", job_id=job.id, step=kind, pause_s=pause)
-            with self._cond:
-                self._not_before[job.id] = self._ctx.clock.monotonic() + pause
+            self._step_failed(job, kind)
         finally:
             self._finish(job.id, future)
+
+    def _outrun_by_cancel(self, job: Job, kind: str) -> bool:
+        """A step whose job was cancelled while it ran (a removed or superseded file)."""
+        current = self.journal.get(job.id)
+        if not current.state.is_terminal:
+            return False
+        log.info("job step outrun by a cancel", job_id=job.id, file=str(job.source.path),
+                 step=kind, state=current.state.value)  # fmt: skip
+        return True
+
+    def _step_failed(self, job: Job, kind: str) -> None:
+        pause = self._ctx.settings.error_pause_s
+        log.exception(
+            "job step failed unexpectedly",
+            job_id=job.id, file=str(job.source.path), step=kind, pause_s=pause,
+        )  # fmt: skip
+        with self._cond:
+            self._not_before[job.id] = self._ctx.clock.monotonic() + pause
 
     def _finish(self, job_id: int, future: Future[None]) -> None:
         with self._cond:

@@ -59,6 +59,8 @@ class AudioProbe:
     duration_s: float | None = None
     artist: str | None = None
     title: str | None = None
+    cut_off: bool = False
+    """The header promises more audio than the file holds: damaged, or still being copied."""
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -140,7 +142,9 @@ def _read_with_mutagen(path: Path, fmt: str) -> AudioProbe:
         return AudioProbe(ok=False, format=fmt, reason="no audio data (duration 0 s)")
     truncated = _truncation(path, audio.info, fmt, duration)
     if truncated is not None:
-        return AudioProbe(ok=False, format=fmt, duration_s=duration, reason=truncated)
+        return AudioProbe(
+            ok=False, format=fmt, duration_s=duration, reason=truncated, cut_off=True
+        )
     artist, title = _tags(audio.tags)
     if fmt == "wav" and (artist is None or title is None):
         info = _riff_info(path)

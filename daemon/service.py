@@ -114,6 +114,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
         resubmit_expired=eng.resubmit_expired,
         dedupe_same_content=eng.dedupe_same_content,
         cancel_processing=eng.on_cancel_processing,
+        cut_off_wait_s=eng.cut_off_wait_s,
     )
 
 

@@ -59,6 +59,8 @@ def prepare(ctx: Context, job: Job) -> None:
         return
     probe = ctx.probe(src)
     if not probe.ok:
+        if getattr(probe, "cut_off", False) and _wait_for_copy(ctx, job, str(probe.reason)):
+            return
         fail(ctx, job, f"not an audio file: {probe.reason}")
         return
     try:
@@ -70,6 +72,30 @@ def prepare(ctx: Context, job: Job) -> None:
         return
     credits = estimate_credits(probe.duration_s, job.source.request.price_coefficient)
     ctx.journal.mark_prepared(job.id, digest, credits)
+
+
+def _wait_for_copy(ctx: Context, job: Job, reason: str) -> bool:
+    """A cut-off file that changed recently may still be arriving: check it again later.
+
+    True if the job was deferred. When the copy goes on, the watcher reports the new version
+    and the engine supersedes this job; when nothing changes for ``cut_off_wait_s``, the file
+    is damaged and fails.
+    """
+    try:
+        age = ctx.clock.time() - job.source.path.stat().st_mtime
+    except OSError:
+        return False
+    wait_s = ctx.settings.cut_off_wait_s
+    if age >= wait_s:
+        return False
+    due = ctx.clock.time() + min(ctx.settings.cut_off_recheck_s, wait_s - age)
+    text = (
+        f"{reason}; it changed {age:.0f} s ago, so a copy may still be under way: checked "
+        f"again until it has been unchanged for {wait_s:.0f} s"
+    )
+    ctx.journal.mark_deferred(job.id, due_at=due, error=text)
+    log.info("input looks cut off, waiting", job_id=job.id, file=str(job.source.path), age_s=age)
+    return True
 
 
 def _file_duplicate(ctx: Context, job: Job, digest: str) -> bool:

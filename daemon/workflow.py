@@ -76,6 +76,11 @@ class EngineSettings:
     cancel_processing: CancelProcessing = "discard"
     error_pause_s: float = 5.0
     """Pause of a job after an unexpected exception in one of its steps (a bug)."""
+    cut_off_wait_s: float = 900.0
+    """A WAV/AIFF cut off before the end its header promises, changed less than this long
+    ago, may be a copy that stalled (SMB, Wi-Fi): it is checked again, not failed, until it
+    has been unchanged this long."""
+    cut_off_recheck_s: float = 30.0
 
 
 class Aborted(Exception):
