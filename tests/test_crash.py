@@ -142,8 +142,9 @@ def precise_sign(moment: str, emulator: Any, rng: random.Random) -> Callable[[st
     return lambda line: event_of(line) == wanted
 
 
-def next_moment(journal_path: Path, attempt: int) -> str:
-    """The next moment in rotation among those the journal says can still come."""
+def next_moment(journal_path: Path, attempt: int, reached: set[str]) -> str:
+    """The next moment among those the journal says can still come: one not reached yet
+    first (so every moment is covered while it still can be), else in rotation."""
     states: Counter[str] = Counter()
     if journal_path.exists():
         with Journal(journal_path, read_only=True) as journal:
@@ -154,7 +155,8 @@ def next_moment(journal_path: Path, attempt: int) -> str:
         possible = MOMENTS[2:]
     else:
         possible = MOMENTS[4:]
-    return possible[attempt % len(possible)]
+    missing = [m for m in possible if m not in reached]
+    return missing[0] if missing else possible[attempt % len(possible)]
 
 
 def run_until(proc: subprocess.Popen[str], kill_now: Callable[[str], bool], limit_s: float) -> bool:
@@ -210,10 +212,10 @@ def test_sigkill_at_every_moment_loses_nothing_and_pays_once(
     kills: Counter[str] = Counter()
     attempts = 0
     started = time.monotonic()
-    while sum(kills.values()) < kills_wanted:
+    while sum(kills.values()) < kills_wanted or set(kills) != set(MOMENTS):
         attempts += 1
         assert attempts < kills_wanted * 3, f"too many runs without a kill: {dict(kills)}"
-        moment = next_moment(tmp_path / "journal.sqlite", attempts)
+        moment = next_moment(tmp_path / "journal.sqlite", attempts, set(kills))
         proc = spawn(tmp_path, emulator.base_url, inputs)
         sign = sign_for(moment, emulator, rng)
         if run_until(proc, sign, limit_s=120):
