@@ -96,18 +96,19 @@ def run(files: int, settle_s: float, poll_s: float) -> None:
         options, port=0
     ) as emulator:
         root = Path(tmp)
+        (root / "staging").mkdir()
         settings, _ = load_settings(_config(root, emulator.base_url, settle_s, poll_s), env={})
         daemon = Daemon(settings, config_label="bench")
         daemon.start()
         journal_path = settings.journal.path
         results: dict[str, dict[str, list[float]]] = {}
         try:
-            for kind in ("native", "polling"):
+            for n, kind in enumerate(("native", "polling")):
                 got = results.setdefault(kind, {"submit_intent": [], "submitted": []})
                 for i in range(files):
                     name = f"{kind} take {i:03d}.wav"
                     staged = root / "staging" / name
-                    write_test_audio(staged, 1.0)
+                    write_test_audio(staged, 1.0 + (n * files + i) / 100)  # all distinct
                     dropped = time.time()
                     os.replace(staged, root / "in" / kind / name)
                     for event in ("submit_intent", "submitted"):
