@@ -9,6 +9,7 @@ running, to be picked up by the next run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -205,7 +206,8 @@ def _separate(
     engine = Engine(
         journal=journal,
         client=client,
-        settings=engine_settings(settings),
+        # files named on the command line are complete: a cut-off one is damaged, not arriving
+        settings=dataclasses.replace(engine_settings(settings), cut_off_wait_s=0.0),
         poll_policy=poll_policy(settings),
         on_progress=printer,
     )

@@ -178,3 +178,21 @@ def test_rerun_after_kill_resumes_instead_of_resubmitting(
     assert second.returncode == 0, stderr[-2000:]
     assert len(emulator.jobs) == 1
     assert len(list((tmp_path / "out").rglob("*.wav"))) == 2
+
+
+def test_cut_off_file_fails_at_once_without_a_create(
+    tmp_path: Path, audio_file: Any, make_emulator: Any
+) -> None:
+    """A file named on the command line is complete: cut off means damaged, not arriving."""
+    emulator = make_emulator(premium=True, processing_s=0.2)
+    whole = audio_file("whole.wav", seconds=2.0).read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole[: len(whole) // 2])
+    proc = separate(
+        emulator.base_url, tmp_path, str(cut), "--sep-type", "40", "--out", str(tmp_path / "out")
+    )
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "cut off" in stdout + stderr
+    assert emulator.jobs == {}
+    assert cut.exists()  # separate never moves its inputs
