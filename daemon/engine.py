@@ -22,12 +22,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from daemon import submission, transfers
+from daemon import media, submission, transfers
 from daemon.errors import ApiError, IllegalTransition
 from daemon.jobs import Clock, Job, JobState, SourceFile, backoff_delay_s
 from daemon.journal import Journal
+from daemon.media import AudioProbe
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import DurationEstimator, PollPolicy
 from daemon.workflow import (
@@ -74,13 +74,11 @@ class Engine:
         settings: EngineSettings | None = None,
         poll_policy: PollPolicy | None = None,
         estimator: DurationEstimator | None = None,
-        probe: Callable[[Path], Any] | None = None,
+        probe: Callable[[Path], AudioProbe] | None = None,
         on_progress: ProgressHook | None = None,
         staging_dir: Path | None = None,
     ) -> None:
         if probe is None:
-            from daemon import media
-
             probe = media.probe
         self._ctx = Context(
             journal=journal,

@@ -59,7 +59,7 @@ def prepare(ctx: Context, job: Job) -> None:
         return
     probe = ctx.probe(src)
     if not probe.ok:
-        if getattr(probe, "cut_off", False) and _wait_for_copy(ctx, job, str(probe.reason)):
+        if probe.cut_off and _wait_for_copy(ctx, job, str(probe.reason)):
             return
         fail(ctx, job, f"not an audio file: {probe.reason}")
         return

@@ -30,6 +30,7 @@ from daemon.jobs import (
     deadline_passed,
 )
 from daemon.journal import Journal
+from daemon.media import AudioProbe
 from daemon.mvsep.client import MvsepClient
 
 log = structlog.get_logger("daemon.engine")
@@ -95,7 +96,7 @@ class Context:
     clock: Clock
     rng: random.Random
     staging_dir: Path
-    probe: Callable[[Path], Any]
+    probe: Callable[[Path], AudioProbe]
     on_progress: ProgressHook | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
 
