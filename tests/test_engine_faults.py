@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_rig import rig
+from test_engine_rig import FAST_POLLS, rig
 
 from daemon.emulator import Fault
 from daemon.jobs import JobState
@@ -115,7 +116,10 @@ def test_cancel_while_processing(
     expected: JobState,
 ) -> None:
     emu = make_emulator(processing_s=4.0)
-    with rig(tmp_path, emu, cancel_processing=policy) as r:
+    # FAST_POLLS would spend the emulator's 60 requests a minute on a 4 s job and then wait
+    # out the window; a 0.5 s poll while processing keeps this job well under it
+    polls = replace(FAST_POLLS, processing_unknown_s=0.5, processing_floor_s=0.5)
+    with rig(tmp_path, emu, poll_policy=polls, cancel_processing=policy) as r:
         job_id = r.submit(audio_file("in/p.wav", seconds=0.5))
         r.engine.start()
         r.recorder.wait_for(lambda: r.job(job_id).mvsep_status == "processing")

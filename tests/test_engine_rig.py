@@ -128,20 +128,29 @@ class Rig:
 
 
 def _engine(
-    journal: Journal, client: MvsepClient, settings: EngineSettings, recorder: Recorder
+    journal: Journal,
+    client: MvsepClient,
+    settings: EngineSettings,
+    recorder: Recorder,
+    poll_policy: PollPolicy = FAST_POLLS,
 ) -> Engine:
     return Engine(
         journal=journal,
         client=client,
         rng=random.Random(7),
         settings=settings,
-        poll_policy=FAST_POLLS,
+        poll_policy=poll_policy,
         on_progress=recorder,
     )
 
 
 @contextmanager
-def rig(tmp: Path, emulator: Any, **settings: Any) -> Iterator[Rig]:
+def rig(
+    tmp: Path, emulator: Any, *, poll_policy: PollPolicy = FAST_POLLS, **settings: Any
+) -> Iterator[Rig]:
+    """A journal, client and engine on ``tmp`` against ``emulator``; ``settings`` override
+    :data:`FAST`. ``poll_policy`` must keep a test's polls under the emulator's 60 a minute
+    for as long as its jobs run (FAST_POLLS does for jobs of about a second)."""
     journal = Journal(tmp / "state" / "journal.sqlite3")
     client = MvsepClient(
         base_url=emulator.base_url,
@@ -156,7 +165,13 @@ def rig(tmp: Path, emulator: Any, **settings: Any) -> Iterator[Rig]:
     recorder.journal = journal
     conf = replace(FAST, **settings)
     r = Rig(
-        tmp, emulator, journal, client, _engine(journal, client, conf, recorder), recorder, conf
+        tmp,
+        emulator,
+        journal,
+        client,
+        _engine(journal, client, conf, recorder, poll_policy),
+        recorder,
+        conf,
     )
     (tmp / "in").mkdir(exist_ok=True)
     try:
