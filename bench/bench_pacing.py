@@ -104,10 +104,16 @@ class Simulation:
     def __init__(self, config: Config, seed: int) -> None:
         self.cfg = config
         self.rng = random.Random(seed)
-        self.jobs = [Job(i, self.rng.uniform(MEAN_S - SPREAD_S, MEAN_S + SPREAD_S))
-                     for i in range(JOBS)]
-        self.pacer = Pacer(limit=LIMIT, window_s=WINDOW_S, guard_s=config.guard_s,
-                           safety_margin=config.safety_margin, poll_reserve=config.poll_reserve)
+        self.jobs = [
+            Job(i, self.rng.uniform(MEAN_S - SPREAD_S, MEAN_S + SPREAD_S)) for i in range(JOBS)
+        ]
+        self.pacer = Pacer(
+            limit=LIMIT,
+            window_s=WINDOW_S,
+            guard_s=config.guard_s,
+            safety_margin=config.safety_margin,
+            poll_reserve=config.poll_reserve,
+        )
         self.estimator = DurationEstimator(prior_s=config.prior_s)
         self.server = FixedWindowServer()
         self.events: list[tuple[float, int, Callable[[float], None]]] = []
@@ -160,8 +166,12 @@ class Simulation:
         ok, remaining, retry_after = self.server.hit(t)
         answer = t + 0.02
         if not ok:
-            self.at(answer, lambda r: self.refused(r, job, retry_after, "create",
-                                                   lambda g: self.send_create(job, r, g)))
+            self.at(
+                answer,
+                lambda r: self.refused(
+                    r, job, retry_after, "create", lambda g: self.send_create(job, r, g)
+                ),
+            )
             return
         job.mvsep_done = t + job.duration_s
         self.at(answer, lambda r: self.created(job, r, remaining))
@@ -170,8 +180,14 @@ class Simulation:
         self.pacer.observe(LIMIT, remaining, retry_after, now=t, request_id=job.index)
         self.pump(t)  # what Pacer.acquire's condition notify does for blocked threads
 
-    def refused(self, t: float, job: Job, retry_after: float | None, kind: str,
-                again: Callable[[float], None]) -> None:
+    def refused(
+        self,
+        t: float,
+        job: Job,
+        retry_after: float | None,
+        kind: str,
+        again: Callable[[float], None],
+    ) -> None:
         self.observe(t, job, 0, retry_after)
         self.request(t, kind, job, again)
 
@@ -182,9 +198,14 @@ class Simulation:
 
     def schedule_poll(self, job: Job, t: float) -> None:
         delay = self.cfg.policy.next_poll_delay(
-            status="processing", queue_position=None, finished_chunks=None, all_chunks=None,
-            elapsed_s=t - job.created_at, expected_s=self.estimator.expected(SEP_TYPE),
-            rng=self.rng)
+            status="processing",
+            queue_position=None,
+            finished_chunks=None,
+            all_chunks=None,
+            elapsed_s=t - job.created_at,
+            expected_s=self.estimator.expected(SEP_TYPE),
+            rng=self.rng,
+        )
         self.at(t + delay, lambda d: self.request(d, "get", job, lambda g: self.send_get(job, g)))
 
     def send_get(self, job: Job, t: float) -> None:
@@ -195,8 +216,10 @@ class Simulation:
         ok, remaining, retry_after = self.server.hit(t)
         answer = t + 0.02
         if not ok:
-            self.at(answer, lambda r: self.refused(r, job, retry_after, "get",
-                                                   lambda g: self.send_get(job, g)))
+            self.at(
+                answer,
+                lambda r: self.refused(r, job, retry_after, "get", lambda g: self.send_get(job, g)),
+            )
             return
         done = t >= job.mvsep_done
         self.at(answer, lambda r: self.polled(job, r, remaining, done))
@@ -224,11 +247,16 @@ class Simulation:
         granted = sum(self.pacer.stats().granted.values())
         polls = sum(j.polls for j in self.jobs)
         return Result(
-            held=held, at_mvsep=at_mvsep, ceiling=oracle_utilisation(self.jobs),
-            calls_per_job=granted / JOBS, polls_per_job=polls / JOBS,
+            held=held,
+            at_mvsep=at_mvsep,
+            ceiling=oracle_utilisation(self.jobs),
+            calls_per_job=granted / JOBS,
+            polls_per_job=polls / JOBS,
             latency_s=statistics.fmean(j.seen_done - j.mvsep_done for j in self.jobs),
-            refused=self.server.refused, max_window=max_sliding(self.server.counted),
-            max_create_wait_s=max(self.create_waits))
+            refused=self.server.refused,
+            max_window=max_sliding(self.server.counted),
+            max_create_wait_s=max(self.create_waits),
+        )
 
 
 def oracle_utilisation(jobs: list[Job]) -> float:
@@ -284,8 +312,12 @@ def grid(seeds: int) -> None:
     for first, step, overdue, reserve in itertools.product(
         (0.6, 0.65, 0.7, 0.75, 0.8), (0.1, 0.15, 0.2, 0.25), (0.05, 0.1), (2, 4, 6)
     ):
-        policy = replace(PollPolicy(), processing_first_fraction=first,
-                         processing_step_fraction=step, processing_overdue_fraction=overdue)
+        policy = replace(
+            PollPolicy(),
+            processing_first_fraction=first,
+            processing_step_fraction=step,
+            processing_overdue_fraction=overdue,
+        )
         res = evaluate(Config(policy=policy, poll_reserve=reserve), seeds)
         held = statistics.fmean(r.held for r in res)
         at = statistics.fmean(r.at_mvsep for r in res)
@@ -305,18 +337,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid:
         grid(args.seeds)
         return 0
-    print(f"{SLOTS} slots, {JOBS} jobs of {MEAN_S:.0f} ± {SPREAD_S:.0f} s, upload {UPLOAD_S:.0f} s,"
-          f" server {LIMIT}/min fixed window, {args.seeds} seeds\n")
+    print(
+        f"{SLOTS} slots, {JOBS} jobs of {MEAN_S:.0f} ± {SPREAD_S:.0f} s, upload {UPLOAD_S:.0f} s,"
+        f" server {LIMIT}/min fixed window, {args.seeds} seeds\n"
+    )
     variants = {
         "defaults (no prior, estimator fed the elapsed time at seen-done)": Config(),
-        "estimator fed the midpoint of the last not-done and the done poll": Config(
-            estimate="mid"),
+        "estimator fed the midpoint of the last not-done and the done poll": Config(estimate="mid"),
         "prior 30 s": Config(prior_s=30.0),
         "poll_reserve 2": Config(poll_reserve=2),
         "poll_reserve 0": Config(poll_reserve=0),
-        "old public-client style: every 5 s": Config(policy=replace(
-            PollPolicy(), processing_first_fraction=0.0, processing_step_fraction=0.0,
-            processing_overdue_fraction=0.0, processing_floor_s=5.0, processing_unknown_s=5.0)),
+        "old public-client style: every 5 s": Config(
+            policy=replace(
+                PollPolicy(),
+                processing_first_fraction=0.0,
+                processing_step_fraction=0.0,
+                processing_overdue_fraction=0.0,
+                processing_floor_s=5.0,
+                processing_unknown_s=5.0,
+            )
+        ),
     }
     for name, config in variants.items():
         print(f"{name}:\n    {summary(evaluate(config, args.seeds))}")

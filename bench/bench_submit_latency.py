@@ -84,17 +84,15 @@ def _wait_for_event(journal_path: Path, name: str, kind: str, timeout_s: float) 
 def _summary(label: str, values: list[float]) -> str:
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-    return (
-        f"{label}: median {statistics.median(values):.3f}s p90 {p90:.3f}s "
-        f"max {max(values):.3f}s"
-    )
+    return f"{label}: median {statistics.median(values):.3f}s p90 {p90:.3f}s max {max(values):.3f}s"
 
 
 def run(files: int, settle_s: float, poll_s: float) -> None:
     options = EmulatorOptions(premium=True, processing_s=0.2, rate_limit=False)
-    with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp, EmulatorServer(
-        options, port=0
-    ) as emulator:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp,
+        EmulatorServer(options, port=0) as emulator,
+    ):
         root = Path(tmp)
         (root / "staging").mkdir()
         settings, _ = load_settings(_config(root, emulator.base_url, settle_s, poll_s), env={})
@@ -145,4 +143,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
-

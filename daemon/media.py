@@ -142,9 +142,7 @@ def _read_with_mutagen(path: Path, fmt: str) -> AudioProbe:
         return AudioProbe(ok=False, format=fmt, reason="no audio data (duration 0 s)")
     truncated = _truncation(path, audio.info, fmt, duration)
     if truncated is not None:
-        return AudioProbe(
-            ok=False, format=fmt, duration_s=duration, reason=truncated, cut_off=True
-        )
+        return AudioProbe(ok=False, format=fmt, duration_s=duration, reason=truncated, cut_off=True)
     artist, title = _tags(audio.tags)
     if fmt == "wav" and (artist is None or title is None):
         info = _riff_info(path)

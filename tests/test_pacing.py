@@ -71,8 +71,12 @@ class ManualClock:
 
 def small_pacer(**kwargs: object) -> Pacer:
     """limit 10, margin 2, reserve 2: non-polls may hold 8 places, polls 6."""
-    options: dict[str, object] = {"limit": 10, "window_s": 60.0, "safety_margin": 2,
-                                  "poll_reserve": 2}
+    options: dict[str, object] = {
+        "limit": 10,
+        "window_s": 60.0,
+        "safety_margin": 2,
+        "poll_reserve": 2,
+    }
     options.update(kwargs)
     return Pacer(**options)  # type: ignore[arg-type]
 
@@ -261,8 +265,7 @@ def test_remaining_lower_than_ours_adds_phantoms() -> None:
 
 
 def test_request_in_flight_holds_its_place_until_answered() -> None:
-    pacer = Pacer(limit=2, window_s=10.0, safety_margin=0, poll_reserve=0,
-                  max_in_flight_s=1000.0)
+    pacer = Pacer(limit=2, window_s=10.0, safety_margin=0, poll_reserve=0, max_in_flight_s=1000.0)
     assert pacer.try_acquire("create", 0.0, request_id="upload") == 0.0
     assert pacer.try_acquire("get", 0.0) == 0.0
     assert pacer.stats().in_flight == 1
@@ -293,8 +296,14 @@ def test_next_acquire_of_a_thread_ends_its_previous_request() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"limit": 0}, {"window_s": 0}, {"guard_s": -1}, {"safety_margin": -1},
-     {"poll_reserve": -1}, {"max_in_flight_s": 0}],
+    [
+        {"limit": 0},
+        {"window_s": 0},
+        {"guard_s": -1},
+        {"safety_margin": -1},
+        {"poll_reserve": -1},
+        {"max_in_flight_s": 0},
+    ],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
@@ -307,8 +316,14 @@ def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
 def test_acquire_sleeps_on_the_injected_clock() -> None:
     clock = FakeClock(100.0)
     grants: list[tuple[str, float]] = []
-    pacer = Pacer(limit=3, window_s=60.0, safety_margin=0, poll_reserve=1, clock=clock,
-                  on_grant=lambda kind, now: grants.append((kind, now)))
+    pacer = Pacer(
+        limit=3,
+        window_s=60.0,
+        safety_margin=0,
+        poll_reserve=1,
+        clock=clock,
+        on_grant=lambda kind, now: grants.append((kind, now)),
+    )
     for _ in range(2):
         pacer.acquire("get")
         pacer.observe(3, None, None)
@@ -335,9 +350,14 @@ def test_priority_then_fifo_among_blocked_threads() -> None:
     clock = ManualClock()
     order: list[tuple[str, str, float]] = []
     current: dict[int, str] = {threading.get_ident(): "fill"}
-    pacer = Pacer(limit=1, window_s=10.0, safety_margin=0, poll_reserve=0, clock=clock,
-                  on_grant=lambda kind, now: order.append((current[threading.get_ident()],
-                                                            kind, now)))
+    pacer = Pacer(
+        limit=1,
+        window_s=10.0,
+        safety_margin=0,
+        poll_reserve=0,
+        clock=clock,
+        on_grant=lambda kind, now: order.append((current[threading.get_ident()], kind, now)),
+    )
     assert pacer.try_acquire("create", 0.0) == 0.0  # the window is full until t=10
 
     def call(name: str, kind: str) -> None:
@@ -358,15 +378,24 @@ def test_priority_then_fifo_among_blocked_threads() -> None:
     for thread in threads:
         thread.join(timeout=5)
         assert not thread.is_alive()
-    assert order == [("fill", "create", 0.0), ("create", "create", 10.0), ("poll-1", "get", 20.0),
-                     ("poll-2", "get", 30.0)]
+    assert order == [
+        ("fill", "create", 0.0),
+        ("create", "create", 10.0),
+        ("poll-1", "get", 20.0),
+        ("poll-2", "get", 30.0),
+    ]
 
 
 def test_threads_on_real_time_stay_within_the_window() -> None:
     window_s = 0.2
     grants: list[tuple[str, float]] = []
-    pacer = Pacer(limit=4, window_s=window_s, safety_margin=0, poll_reserve=1,
-                  on_grant=lambda kind, now: grants.append((kind, now)))
+    pacer = Pacer(
+        limit=4,
+        window_s=window_s,
+        safety_margin=0,
+        poll_reserve=1,
+        on_grant=lambda kind, now: grants.append((kind, now)),
+    )
     errors: list[BaseException] = []
 
     def worker(kinds: list[str]) -> None:
@@ -377,8 +406,13 @@ def test_threads_on_real_time_stay_within_the_window() -> None:
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    plans = [["get"] * 4, ["get", "create"] * 2, ["create", "user", "get", "get"],
-             ["get"] * 4, ["history", "get", "get", "cancel"]]
+    plans = [
+        ["get"] * 4,
+        ["get", "create"] * 2,
+        ["create", "user", "get", "get"],
+        ["get"] * 4,
+        ["history", "get", "get", "cancel"],
+    ]
     threads = [threading.Thread(target=worker, args=(plan,), daemon=True) for plan in plans]
     started = time.monotonic()
     for thread in threads:
@@ -399,13 +433,24 @@ def test_threads_on_real_time_stay_within_the_window() -> None:
 STEADY = PollPolicy(jitter=0.0)
 
 
-def delay(policy: PollPolicy = STEADY, *, status: str = "processing",
-          queue_position: int | None = None, finished_chunks: int | None = None,
-          all_chunks: int | None = None, elapsed_s: float = 0.0,
-          expected_s: float | None = None, seed: int = 0) -> float:
+def delay(
+    policy: PollPolicy = STEADY,
+    *,
+    status: str = "processing",
+    queue_position: int | None = None,
+    finished_chunks: int | None = None,
+    all_chunks: int | None = None,
+    elapsed_s: float = 0.0,
+    expected_s: float | None = None,
+    seed: int = 0,
+) -> float:
     return policy.next_poll_delay(
-        status=status, queue_position=queue_position, finished_chunks=finished_chunks,
-        all_chunks=all_chunks, elapsed_s=elapsed_s, expected_s=expected_s,
+        status=status,
+        queue_position=queue_position,
+        finished_chunks=finished_chunks,
+        all_chunks=all_chunks,
+        elapsed_s=elapsed_s,
+        expected_s=expected_s,
         rng=random.Random(seed),
     )
 
@@ -453,14 +498,21 @@ def test_processing_polls_faster_as_expected_completion_passes() -> None:
 
 @pytest.mark.parametrize(
     ("finished", "total", "elapsed_s", "expected"),
-    [(5, 6, 25.0, 5.0), (2, 10, 20.0, 60.0), (3, 4, 3.0, 2.0), (4, 4, 30.0, 2.0),
-     (0, 4, 30.0, 10.0), (None, None, 30.0, 10.0)],
+    [
+        (5, 6, 25.0, 5.0),
+        (2, 10, 20.0, 60.0),
+        (3, 4, 3.0, 2.0),
+        (4, 4, 30.0, 2.0),
+        (0, 4, 30.0, 10.0),
+        (None, None, 30.0, 10.0),
+    ],
 )
 def test_distributing_follows_the_chunk_rate(
     finished: int | None, total: int | None, elapsed_s: float, expected: float
 ) -> None:
-    got = delay(status="distributing", finished_chunks=finished, all_chunks=total,
-                elapsed_s=elapsed_s)
+    got = delay(
+        status="distributing", finished_chunks=finished, all_chunks=total, elapsed_s=elapsed_s
+    )
     assert got == pytest.approx(expected)
 
 
@@ -495,12 +547,25 @@ def test_min_interval_is_an_absolute_floor() -> None:
     seed=st.integers(0, 2**32),
 )
 def test_every_delay_is_within_floor_and_jittered_cap(
-    status: str, position: int | None, finished: int | None, total: int | None,
-    elapsed_s: float, expected_s: float | None, seed: int,
+    status: str,
+    position: int | None,
+    finished: int | None,
+    total: int | None,
+    elapsed_s: float,
+    expected_s: float | None,
+    seed: int,
 ) -> None:
     policy = PollPolicy()
-    got = delay(policy, status=status, queue_position=position, finished_chunks=finished,
-                all_chunks=total, elapsed_s=elapsed_s, expected_s=expected_s, seed=seed)
+    got = delay(
+        policy,
+        status=status,
+        queue_position=position,
+        finished_chunks=finished,
+        all_chunks=total,
+        elapsed_s=elapsed_s,
+        expected_s=expected_s,
+        seed=seed,
+    )
     assert policy.min_interval_s <= got <= policy.max_interval_s * (1 + policy.jitter)
 
 
