@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon import media, submission, transfers
-from daemon.errors import ApiError, IllegalTransition
+from daemon.errors import ApiError, IllegalTransition, Stopping
 from daemon.jobs import Clock, Job, JobState, SourceFile, backoff_delay_s
 from daemon.journal import Journal
 from daemon.media import AudioProbe
@@ -234,7 +234,7 @@ class Engine:
             return max(1, settings.max_in_flight)
         try:
             user = self._ctx.client.user()
-        except ApiError as exc:
+        except (ApiError, Stopping) as exc:
             log.warning("could not read the account; assuming a free account", error=str(exc))
             return settings.free_slots
         return settings.premium_slots if user.premium_enabled else settings.free_slots
@@ -352,6 +352,9 @@ class Engine:
             future = self._tasks[job.id].future
         try:
             step(job)
+        except Stopping:
+            log.info("job step stopped; resumes on restart", job_id=job.id,
+                     file=str(job.source.path), step=kind)  # fmt: skip
         except IllegalTransition:
             if not self._outrun_by_cancel(job, kind):
                 self._step_failed(job, kind)

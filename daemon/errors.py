@@ -13,6 +13,8 @@ Retry code needs one ``except``: everything that may work later derives from
     │   ├── JournalLockedError       another daemon holds the journal
     │   └── JournalVersionError      journal written by a newer mvsep-watch
     ├── IllegalTransition            a job event that its state does not allow (a bug)
+    ├── Stopping                     the process is stopping: a step was abandoned (nothing is
+    │                                lost: the journal says where the job resumes)
     └── ApiError                     anything the MVSEP API (or the way to it) did wrong
         ├── RetryLater               may work if tried again later
         │   ├── ApiTimeout           connect/read/write timed out (nothing sent, or idempotent call)
@@ -59,6 +61,13 @@ class JournalVersionError(JournalError):
 
 class IllegalTransition(MvsepWatchError):
     """A job event arrived in a state that does not allow it."""
+
+
+class Stopping(MvsepWatchError):
+    """The process is stopping: a request was not sent, or a transfer was cut short.
+
+    Not a failure of the job: its journaled state is where it resumes on the next start.
+    """
 
 
 class ApiError(MvsepWatchError):

@@ -68,6 +68,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Protocol
 
+from daemon.errors import Stopping
+
 POLL_KINDS: frozenset[str] = frozenset({"get", "get_remote"})
 """Request kinds that are polls: lower priority and kept out of the reserve."""
 
@@ -175,6 +177,7 @@ class Pacer:
         self._waited = 0
         self._phantoms = 0
         self._server_blocks = 0
+        self._closed = False
 
     # -- limits -------------------------------------------------------------------------------
 
@@ -287,8 +290,17 @@ class Pacer:
             finally:
                 self._cond.notify_all()
 
+    def close(self) -> None:
+        """The process is stopping: every waiting and later ``acquire`` raises
+        :class:`~daemon.errors.Stopping` at once instead of waiting out the window."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     def _wait_for_turn(self, ticket: tuple[int, int], kind: str, start: float) -> None:
         while True:
+            if self._closed:
+                raise Stopping(f"not sent ({kind}): the process is stopping")
             now = self._advance(self._clock.monotonic())
             if self._waiters[0] != ticket:
                 self._cond.wait(_RECHECK_S)

@@ -7,8 +7,11 @@ leave jobs running at MVSEP, exit within 10 s).
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from types import FrameType
@@ -206,11 +209,15 @@ class Daemon:
             ) from None
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop watching, stop the engine (jobs stay at MVSEP), close the journal."""
+        """Stop watching, stop the engine (jobs stay at MVSEP), close the journal: all
+        within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
         if self.watcher is not None:
-            self.watcher.stop(timeout_s=min(3.0, timeout_s))
+            self.watcher.stop(timeout_s=min(3.0, timeout_s / 3))
+        if self.client is not None:
+            self.client.interrupt()  # nothing new is sent; waits for the rate limit end now
         if self.engine is not None:
-            self.engine.stop(timeout_s=timeout_s)
+            self.engine.stop(timeout_s=max(0.5, deadline - time.monotonic() - 0.5))
         if self.journal is not None:
             self.journal.close()
         if self.client is not None:
@@ -275,5 +282,32 @@ def run_service(settings: Settings, *, config_path: Path) -> int:
         while not stop.wait(1.0):
             pass
     finally:
-        daemon.stop(timeout_s=10.0)
+        daemon.stop(timeout_s=STOP_TIMEOUT_S - 1.0)
+    leave_without_busy_workers()
     return 0
+
+
+STOP_TIMEOUT_S = 10.0
+"""SIGTERM to exit at most this long (the service units allow 20 s before SIGKILL)."""
+
+
+def leave_without_busy_workers(grace_s: float = 0.5) -> None:
+    """End the process now if worker threads are still busy after the engine stopped.
+
+    A worker can be inside a request already on the wire (an upload, a slow answer) or a
+    retry's back-off; Python's exit would wait for it, past the 10 s promised. Its job is
+    safe: every state change is in the journal (closed by now), a create whose answer never
+    came is reconciled through the history, a download resumes from its ``.part``. So the
+    process leaves without it, exit code 0.
+    """
+    deadline = time.monotonic() + grace_s
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in busy:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    names = [t.name for t in busy if t.is_alive()]
+    if not names:
+        return
+    log.warning("leaving busy worker threads behind; their jobs resume on restart", threads=names)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

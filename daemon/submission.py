@@ -21,12 +21,13 @@ from daemon.errors import (
     ApiRejected,
     OutcomeUnknown,
     RetryLater,
+    Stopping,
     WillNeverWork,
 )
 from daemon.jobs import Job, JobState, ResultFile, estimate_credits
 from daemon.mvsep.client import HISTORY_MAX_LIMIT
 from daemon.mvsep.models import HistoryEntry, JobStatus
-from daemon.workflow import Aborted, Context, fail, handle_error, log
+from daemon.workflow import Context, fail, handle_error, log
 
 _HASH_CHUNK = 1024 * 1024
 
@@ -138,7 +139,7 @@ def upload(ctx: Context, job: Job) -> bool:
             upload_name=upload_name(job),
             progress=progress,
         )
-    except (OutcomeUnknown, Aborted) as exc:
+    except (OutcomeUnknown, Stopping) as exc:
         log.warning(
             "create outcome unknown; will reconcile through the history",
             job_id=job.id,

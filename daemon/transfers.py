@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from daemon import filing
-from daemon.errors import ApiConnectionError, ApiNotFound, RetryLater, WillNeverWork
+from daemon.errors import ApiConnectionError, ApiNotFound, RetryLater, Stopping, WillNeverWork
 from daemon.formats import BY_CODE
 from daemon.jobs import Job, JobState, ResultFile
 from daemon.submission import expired
@@ -43,8 +43,8 @@ def download_and_file(ctx: Context, job: Job) -> None:
         _stage_all(ctx, job)
         job = _plan(ctx, job)
         _file_all(ctx, job)
-    except Aborted:
-        log.info("transfer stopped; resumes on restart", job_id=job.id)
+    except Stopping:
+        log.info("transfer stopped; resumes on restart", job_id=job.id, file=str(job.source.path))
         return
     except ApiNotFound:
         expired(ctx, ctx.journal.get(job.id))

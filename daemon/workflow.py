@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from daemon import filing
-from daemon.errors import ApiRateLimited, ApiSlotsFull, RetryLater, WillNeverWork
+from daemon.errors import ApiRateLimited, ApiSlotsFull, RetryLater, Stopping, WillNeverWork
 from daemon.jobs import (
     CancelProcessing,
     Clock,
@@ -84,8 +84,9 @@ class EngineSettings:
     cut_off_recheck_s: float = 30.0
 
 
-class Aborted(Exception):
-    """Raised from a transfer's progress callback when the engine stops."""
+class Aborted(Stopping):
+    """Raised from a transfer's progress callback when the engine stops or the job left
+    ``downloading``."""
 
 
 @dataclass

@@ -25,6 +25,7 @@ from daemon.errors import (
     ApiTimeout,
     OutcomeUnknown,
     RetryLater,
+    Stopping,
 )
 from daemon.mvsep import MvsepClient
 from daemon.mvsep.failures import make_retry_hook, parse_retry_after, retry_wait
@@ -396,6 +397,9 @@ class RecordingGate:
     ) -> None:
         self.calls.append(("observe", limit, remaining, retry_after_s))
 
+    def close(self) -> None:
+        self.calls.append(("close",))
+
 
 def test_gate_is_called_for_every_attempt() -> None:
     limits = {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "7"}
@@ -413,6 +417,20 @@ def test_gate_is_called_for_every_attempt() -> None:
         ("acquire", "get"),
         ("observe", 60, 7, None),
     ]
+
+
+def test_interrupt_closes_the_gate_and_sends_nothing_more() -> None:
+    script = Script(reply(200, {"success": True, "status": "waiting", "data": {}}))
+    gate = RecordingGate()
+    client = script.client(gate=gate)
+    client.get("H1")
+    client.interrupt()
+    with pytest.raises(Stopping):
+        client.get("H1")
+    with pytest.raises(Stopping):
+        client.create(sep_type=1, output_format=0, url="http://h/x")
+    assert len(script.requests) == 1  # only the call before the interrupt was sent
+    assert gate.calls[-1] == ("close",)
 
 
 def test_gate_kinds_and_rate_limit(tmp_path: Path) -> None:

@@ -377,6 +377,9 @@ def test_gate_sees_every_attempt(emu: Emu) -> None:
         ) -> None:
             gate_calls.append(("observe", limit, remaining, retry_after_s))
 
+        def close(self) -> None:
+            gate_calls.append(("close",))
+
     emu.add_fault(Fault(kind="http_5xx", endpoint="algorithms", times=2))
     with client_for(emu, gate=Gate()) as client:
         client.algorithms()

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from daemon.errors import Stopping
 from daemon.pacing import DurationEstimator, Pacer, PollPolicy
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -599,3 +600,31 @@ def test_estimator_ignores_impossible_durations(bad: float) -> None:
 def test_estimator_rejects_bad_alpha() -> None:
     with pytest.raises(ValueError):
         DurationEstimator(alpha=0.0)
+
+
+def test_close_ends_a_wait_for_the_window_at_once() -> None:
+    """Stopping must not wait out the rate limit: a blocked ``acquire`` raises ``Stopping``."""
+    pacer = Pacer(limit=1, window_s=3600.0, safety_margin=0, poll_reserve=0)
+    pacer.acquire("get")
+    pacer.observe(1, None, None)
+    outcome: list[BaseException] = []
+    waiting = threading.Event()
+
+    def blocked() -> None:
+        waiting.set()
+        try:
+            pacer.acquire("get")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=blocked, daemon=True)
+    thread.start()
+    assert waiting.wait(5)
+    thread.join(0.2)
+    assert thread.is_alive()  # still waiting for the hour-long window
+    pacer.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], Stopping)
+    with pytest.raises(Stopping):
+        pacer.acquire("create")  # and nothing is granted after the close

@@ -62,12 +62,10 @@ WAV16 = ("wav16", "wav", "PCM_16")
 @pytest.mark.parametrize(
     ("sep_type", "stems", "fmt", "ext", "subtype"),
     [
-        # the default run covers both types and both formats in two separations ...
         pytest.param(*TWO_STEMS, *FLAC24, id="2stems-flac24"),
         pytest.param(*FOUR_STEMS, *WAV16, id="4stems-wav16"),
-        # ... and `pytest -m slow` the other two pairs
-        pytest.param(*TWO_STEMS, *WAV16, id="2stems-wav16", marks=pytest.mark.slow),
-        pytest.param(*FOUR_STEMS, *FLAC24, id="4stems-flac24", marks=pytest.mark.slow),
+        pytest.param(*TWO_STEMS, *WAV16, id="2stems-wav16"),
+        pytest.param(*FOUR_STEMS, *FLAC24, id="4stems-flac24"),
     ],
 )
 @pytest.mark.timeout(900)

@@ -21,7 +21,7 @@ import httpx
 import stamina
 import structlog
 
-from daemon.errors import ApiServerError
+from daemon.errors import ApiServerError, Stopping
 from daemon.mvsep.failures import (
     REDACTED,
     CallContext,
@@ -63,6 +63,10 @@ class RequestGate(Protocol):
     def observe(
         self, limit: int | None, remaining: int | None, retry_after_s: float | None
     ) -> None: ...
+
+    def close(self) -> None:
+        """The process is stopping: waiting and later ``acquire`` calls raise
+        :class:`~daemon.errors.Stopping`."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class MvsepClient:
         self._max_attempts = max(1, max_attempts)
         self._retry_timeout_s = retry_timeout_s
         self._retry_hook = make_retry_hook(retry_timeout_s)
+        self._interrupted = False
         self.rate_limit = RateLimit()
 
     def __repr__(self) -> str:
@@ -126,6 +131,14 @@ class MvsepClient:
         """Close the HTTP client if this client created it."""
         if self._owns_http:
             self._http.close()
+
+    def interrupt(self) -> None:
+        """The process is stopping: no request is sent from now on, and calls waiting for
+        their turn in the gate end at once; both raise :class:`~daemon.errors.Stopping`.
+        (A request already on the wire runs to its answer or its timeout.)"""
+        self._interrupted = True
+        if self._gate is not None:
+            self._gate.close()
 
     def __enter__(self) -> Self:
         return self
@@ -326,6 +339,8 @@ class MvsepClient:
         files: Mapping[str, tuple[str, IO[bytes]]] | None = None,
     ) -> Any:
         """One attempt: gate, request, observe headers, map errors, log (never the token)."""
+        if self._interrupted:
+            raise Stopping(f"not sent ({ctx.endpoint}): the process is stopping")
         if self._gate is not None:
             self._gate.acquire(ctx.endpoint)
         began = time.monotonic()
