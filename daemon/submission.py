@@ -240,7 +240,7 @@ def poll(ctx: Context, job: Job) -> PollOutcome:
         fail(ctx, job, f"MVSEP refused the status request: {exc}")
         return PollOutcome()
     except RetryLater as exc:
-        log.info("poll failed; will poll again", job_id=job.id, error=str(exc))
+        log.info("poll failed; will poll again", **_ids(job), error=str(exc))
         return PollOutcome(error=True)
     return _after_status(ctx, job, status)
 
@@ -289,9 +289,9 @@ def cancel_at_mvsep(ctx: Context, job: Job, status: JobStatus) -> bool:
         try:
             message = ctx.client.cancel(job.mvsep_hash)
         except ApiRejected as exc:  # it started meanwhile
-            log.info("MVSEP refused the cancel", job_id=job.id, error=str(exc))
+            log.info("MVSEP refused the cancel", **_ids(job), error=str(exc))
         except RetryLater as exc:
-            log.info("cancel failed; will try again", job_id=job.id, error=str(exc))
+            log.info("cancel failed; will try again", **_ids(job), error=str(exc))
             return True
         else:
             reason = f"{job.cancel_requested}; cancelled at MVSEP before processing ({message})"
@@ -300,6 +300,11 @@ def cancel_at_mvsep(ctx: Context, job: Job, status: JobStatus) -> bool:
     if ctx.settings.cancel_processing == "keep":
         ctx.journal.mark_cancel_declined(job.id, "already processing at MVSEP; result kept")
     return True
+
+
+def _ids(job: Job) -> dict[str, object]:
+    """What every job log line carries."""
+    return {"job_id": job.id, "file": str(job.source.path)}
 
 
 def expired(ctx: Context, job: Job) -> None:
