@@ -35,7 +35,6 @@ from daemon.emulator.audio import write_test_audio  # noqa: E402
 from daemon.journal import Journal  # noqa: E402
 from daemon.service import Daemon  # noqa: E402
 
-
 EVENTS = ("seen", "submit_intent", "submitted")  # journaled by the watcher; engine decides; MVSEP
 
 
