@@ -55,8 +55,8 @@ def sha256_of(path: Path) -> str:
 def prepare(ctx: Context, job: Job) -> None:
     """Sniff (a non-audio file fails before any API call), hash, de-duplicate."""
     src = job.source.path
-    if not src.is_file():
-        fail(ctx, job, f"the input {src} disappeared before it was sent")
+    if not src.is_file():  # removed or moved away by its owner: a cancel, not a failure
+        ctx.journal.mark_cancelled(job.id, f"the input {src} was removed before it was sent")
         return
     probe = ctx.probe(src)
     if not probe.ok:

@@ -300,6 +300,10 @@ class InboxWatcher:
             for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
                 logging.getLogger(name).removeHandler(self._overflow_listener)
 
+    def paused(self) -> list[str]:
+        """Names of the inboxes paused now because their folder is missing."""
+        return [inbox.spec.name for inbox in self._inboxes if inbox.paused]
+
     def rescan_now(self) -> None:
         """Ask for a full rescan of every inbox on the checker thread, without waiting."""
         self._rescan_requested = True

@@ -1,0 +1,143 @@
+"""The whole daemon (watcher, journal, engine, client) when files or inboxes go away.
+
+- A file deleted while its job waits at MVSEP is cancelled there (credits refunded); a file
+  deleted before it was sent costs nothing.
+- An inbox whose folder vanishes (an unmounted NAS share) is paused, not read as empty: its
+  job at MVSEP is neither cancelled nor forgotten, and is filed once the share is back.
+
+Real parts throughout: watchdog observers on temp folders, a SQLite journal, the emulator
+over loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from daemon.config import load_settings
+from daemon.jobs import Job, JobState
+from daemon.service import Daemon
+
+DEADLINE_S = 60.0  # generous for a loaded machine; passing runs never wait it out
+
+
+def start_daemon(tmp: Path, base_url: str, **inbox: Any) -> Daemon:
+    (tmp / "in").mkdir(exist_ok=True)
+    config = {
+        "mvsep": {"base_url": base_url, "api_token": "removal-token-1"},
+        "journal": {"path": str(tmp / "state" / "journal.sqlite")},
+        "catalogue": {"cache_path": str(tmp / "state" / "algorithms.json")},
+        "engine": {"poll_unknown_s": 0.3, "poll_max_s": 0.5},
+        "presets": {"vocals": {"sep_type": 40, "output_format": "wav16"}},
+        "inbox": [
+            {
+                "path": str(tmp / "in"),
+                "preset": "vocals",
+                "output": str(tmp / "out"),
+                "settle_seconds": 0.3,
+                "after_success": "keep",
+                **inbox,
+            }
+        ],
+    }
+    path = tmp / "config.toml"
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    settings, _ = load_settings(path, env={})
+    daemon = Daemon(settings, config_label=str(path))
+    daemon.start()
+    return daemon
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.stop()
+
+
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)  # the daemon works on its own threads; its journal is what we watch
+
+
+def jobs_by_name(daemon: Daemon) -> dict[str, Job]:
+    assert daemon.journal is not None
+    return {j.source.path.name: j for j in daemon.journal.recent_jobs(100)}
+
+
+def test_removed_files_are_cancelled_at_mvsep_or_cost_nothing(
+    tmp_path: Path,
+    make_emulator: Callable[..., Any],
+    audio_file: Callable[..., Path],
+    daemons: list[Daemon],
+) -> None:
+    # a free account (one slot) whose first job waits at MVSEP: the second file is journaled
+    # and prepared but cannot be sent while the first holds the slot
+    emulator = make_emulator(premium=False, waiting_s=60.0)
+    daemons.append(daemon := start_daemon(tmp_path, emulator.base_url))
+    first = audio_file("in/first.wav", seconds=1.0)
+    wait_until(lambda: len(emulator.jobs) == 1, "the first create")
+    second = audio_file("in/second.wav", seconds=1.0)
+    wait_until(
+        lambda: (
+            "second.wav" in jobs_by_name(daemon)
+            and jobs_by_name(daemon)["first.wav"].mvsep_status == "waiting"
+        ),
+        "the second file journaled while the first waits at MVSEP",
+    )
+    assert jobs_by_name(daemon)["second.wav"].state is JobState.READY
+
+    os.remove(second)
+    os.remove(first)
+
+    wait_until(
+        lambda: all(j.state is JobState.CANCELLED for j in jobs_by_name(daemon).values()),
+        "both jobs cancelled",
+    )
+    jobs = jobs_by_name(daemon)
+    assert "cancelled at MVSEP" in (jobs["first.wav"].last_error or "")
+    assert emulator.stats["cancels"] == 1
+    (only,) = emulator.jobs.values()
+    assert only.state == "cancelled" and "first.wav" in only.upload_name
+    assert len(emulator.jobs) == 1  # the second file was never sent: it cost nothing
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.wav"))
+
+
+def test_unmounted_inbox_pauses_and_its_job_is_filed_when_it_is_back(
+    tmp_path: Path,
+    make_emulator: Callable[..., Any],
+    audio_file: Callable[..., Path],
+    daemons: list[Daemon],
+) -> None:
+    emulator = make_emulator(premium=True, waiting_s=3.0, processing_s=0.5)
+    # the output lives outside the inbox, as on a NAS whose share holds only the inbox
+    daemons.append(daemon := start_daemon(tmp_path, emulator.base_url))
+    audio_file("in/song.wav", seconds=1.0)
+    wait_until(lambda: len(emulator.jobs) == 1, "the create")
+    inbox, parked = tmp_path / "in", tmp_path / "unmounted"
+
+    os.rename(inbox, parked)  # the share goes away, the file with it
+    assert daemon.watcher is not None
+    wait_until(lambda: daemon.watcher is not None and daemon.watcher.paused() != [], "pause")
+
+    # the job is neither cancelled nor forgotten: MVSEP finishes it and it waits to be filed
+    (job,) = jobs_by_name(daemon).values()
+    assert job.state in (JobState.QUEUED, JobState.DOWNLOADING, JobState.FILED), job.state
+    assert emulator.stats["cancels"] == 0
+
+    os.rename(parked, inbox)  # the share is back
+    wait_until(lambda: daemon.watcher is not None and daemon.watcher.paused() == [], "resume")
+    wait_until(lambda: jobs_by_name(daemon)["song.wav"].state is JobState.FILED, "the job filed")
+    assert emulator.stats["cancels"] == 0 and len(emulator.jobs) == 1
+    assert len(list((tmp_path / "out").rglob("*.wav"))) == 2
+    assert (inbox / "song.wav").exists()  # after_success = keep
