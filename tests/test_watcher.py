@@ -7,6 +7,7 @@ sleeps; only the slow-copy writer sleeps, between chunks, as a slow copy does.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import queue
 import threading
@@ -21,7 +22,7 @@ from structlog.testing import capture_logs
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from daemon.watcher import InboxWatcher, ReadyFile, WatchedInbox
+from daemon.watcher import INOTIFY_LOGGER, InboxWatcher, ReadyFile, WatchedInbox
 
 MODES = ["native", "polling"]
 SETTLE_S = 0.5
@@ -358,3 +359,11 @@ def test_failing_consumer_gets_the_file_again(tmp_path: Path) -> None:
     finally:
         watcher.stop()
     assert first == second
+
+
+def test_watchdog_stop_race_is_not_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger(INOTIFY_LOGGER)
+    with caplog.at_level(logging.DEBUG, logger=INOTIFY_LOGGER):
+        logger.error("InotifyEmitter.queue_events() called when the thread is inactive")
+        logger.error("a real inotify problem")
+    assert [r.getMessage() for r in caplog.records] == ["a real inotify problem"]
