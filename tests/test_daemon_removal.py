@@ -12,42 +12,20 @@ over loopback.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
+from daemon_harness import wait_until, write_config
 
 from daemon.config import load_settings
 from daemon.jobs import Job, JobState
 from daemon.service import Daemon
 
-DEADLINE_S = 60.0  # generous for a loaded machine; passing runs never wait it out
 
-
-def start_daemon(tmp: Path, base_url: str, **inbox: Any) -> Daemon:
-    (tmp / "in").mkdir(exist_ok=True)
-    config = {
-        "mvsep": {"base_url": base_url, "api_token": "removal-token-1"},
-        "journal": {"path": str(tmp / "state" / "journal.sqlite")},
-        "catalogue": {"cache_path": str(tmp / "state" / "algorithms.json")},
-        "engine": {"poll_unknown_s": 0.3, "poll_max_s": 0.5},
-        "presets": {"vocals": {"sep_type": 40, "output_format": "wav16"}},
-        "inbox": [
-            {
-                "path": str(tmp / "in"),
-                "preset": "vocals",
-                "output": str(tmp / "out"),
-                "settle_seconds": 0.3,
-                "after_success": "keep",
-                **inbox,
-            }
-        ],
-    }
-    path = tmp / "config.toml"
-    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+def start_daemon(tmp: Path, base_url: str) -> Daemon:
+    path = write_config(tmp, base_url)
     settings, _ = load_settings(path, env={})
     daemon = Daemon(settings, config_label=str(path))
     daemon.start()
@@ -60,14 +38,6 @@ def daemons() -> Iterator[list[Daemon]]:
     yield started
     for daemon in started:
         daemon.stop()
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # the daemon works on its own threads; its journal is what we watch
 
 
 def jobs_by_name(daemon: Daemon) -> dict[str, Job]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
+from daemon_harness import wait_until, write_config
 
 from daemon.emulator import EmulatorOptions, EmulatorServer
 from daemon.emulator.testing import ManualClock
@@ -42,44 +42,10 @@ def emulator() -> Iterator[tuple[EmulatorServer, ManualClock]]:
         yield server, clock
 
 
-def write_config(tmp: Path, base_url: str) -> Path:
-    config = {
-        "mvsep": {
-            "base_url": base_url,
-            "api_token": "sigterm-token-1",
-            "rate_limit_per_minute": LIMIT,
-        },
-        "journal": {"path": str(tmp / "state" / "journal.sqlite")},
-        "catalogue": {"cache_path": str(tmp / "state" / "algorithms.json")},
-        "engine": {"poll_unknown_s": 0.3, "poll_max_s": 0.5},
-        "presets": {"vocals": {"sep_type": 40, "output_format": "wav16"}},
-        "inbox": [
-            {
-                "path": str(tmp / "in"),
-                "preset": "vocals",
-                "output": str(tmp / "out"),
-                "settle_seconds": 0.3,
-                "after_success": "keep",
-            }
-        ],
-    }
-    path = tmp / "config.toml"
-    path.write_text(tomli_w.dumps(config), encoding="utf-8")
-    return path
-
-
 def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "daemon", "--config", str(config), "--log-format", "json", "run"]
     with log.open("ab") as sink:
         return subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=sink, env=dict(os.environ))
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling another process's effects: there is no event to wait on
 
 
 def journal_states(tmp: Path) -> list[JobState]:
@@ -98,13 +64,13 @@ def test_sigterm_stops_within_10_s_and_restart_finishes_without_resubmitting(
     server, clock = emulator
     for i in range(FILES):
         audio_file(f"in/song {i}.wav", seconds=1.0)
-    config = write_config(tmp_path, server.base_url)
+    config = write_config(tmp_path, server.base_url, mvsep={"rate_limit_per_minute": LIMIT})
     log = tmp_path / "daemon.log"
     proc = start_daemon(config, log)
     try:
-        wait_until(lambda: len(server.jobs) == FILES, 60, "three creates")
+        wait_until(lambda: len(server.jobs) == FILES, "three creates")
         # the window is spent for polls: the engine's next poll waits in the pacer
-        wait_until(lambda: api_calls(server) >= POLL_CAP, 30, "the rate-limit window to fill")
+        wait_until(lambda: api_calls(server) >= POLL_CAP, "the rate-limit window to fill")
         time.sleep(1.0)  # let a poll enter the pacer's wait (nothing observable to wait on)
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -125,9 +91,7 @@ def test_sigterm_stops_within_10_s_and_restart_finishes_without_resubmitting(
     clock.advance(61.0)  # the window is over and the jobs are done at MVSEP
     proc = start_daemon(config, log)
     try:
-        wait_until(
-            lambda: journal_states(tmp_path) == [JobState.FILED] * FILES, 60, "every job filed"
-        )
+        wait_until(lambda: journal_states(tmp_path) == [JobState.FILED] * FILES, "every job filed")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
