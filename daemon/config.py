@@ -139,6 +139,7 @@ class EngineSection(_Section):
     poll_unknown_s: float = Field(default=15.0, gt=0)
     poll_max_s: float = Field(default=60.0, gt=0)
     cut_off_wait_s: float = Field(default=900.0, ge=0)
+    missing_inbox_recheck_s: float = Field(default=60.0, gt=0)
 
 
 class WatchSection(_Section):

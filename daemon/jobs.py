@@ -27,7 +27,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
 from daemon.errors import IllegalTransition
@@ -102,6 +102,12 @@ class SourceFile:
     sidecar: bool = True
     move_failed: bool = True
     """False: a failed input stays where it is (``separate`` never moves the user's files)."""
+
+    @property
+    def inbox_root(self) -> Path:
+        """The inbox folder the file was found in: ``path`` less ``relative_path``."""
+        depth = len(PurePosixPath(self.relative_path).parts)
+        return self.path.parents[depth - 1] if depth > 0 else self.path.parent
 
     def to_json(self) -> dict[str, object]:
         data = dataclasses.asdict(self)

@@ -118,6 +118,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
         dedupe_same_content=eng.dedupe_same_content,
         cancel_processing=eng.on_cancel_processing,
         cut_off_wait_s=eng.cut_off_wait_s,
+        missing_inbox_recheck_s=eng.missing_inbox_recheck_s,
     )
 
 

@@ -55,8 +55,9 @@ def sha256_of(path: Path) -> str:
 def prepare(ctx: Context, job: Job) -> None:
     """Sniff (a non-audio file fails before any API call), hash, de-duplicate."""
     src = job.source.path
-    if not src.is_file():  # removed or moved away by its owner: a cancel, not a failure
-        ctx.journal.mark_cancelled(job.id, f"the input {src} was removed before it was sent")
+    if not src.is_file():
+        if not _wait_for_inbox(ctx, job, resume=None):  # removed by its owner: nothing spent
+            ctx.journal.mark_cancelled(job.id, f"the input {src} was removed before it was sent")
         return
     probe = ctx.probe(src)
     if not probe.ok:
@@ -73,6 +74,20 @@ def prepare(ctx: Context, job: Job) -> None:
         return
     credits = estimate_credits(probe.duration_s, job.source.request.price_coefficient)
     ctx.journal.mark_prepared(job.id, digest, credits)
+
+
+def _wait_for_inbox(ctx: Context, job: Job, *, resume: JobState | None) -> bool:
+    """The input is missing. If its whole inbox folder is missing too, the share is
+    unmounted (a NAS rebooting, a disk asleep): the job waits for it, never cancelled or
+    failed for it. True if the job was deferred; False means the file alone was removed."""
+    root = job.source.inbox_root
+    if root.is_dir():
+        return False
+    due = ctx.clock.time() + ctx.settings.missing_inbox_recheck_s
+    text = f"the inbox folder {root} is missing (unmounted share?): waiting for it to come back"
+    ctx.journal.mark_deferred(job.id, due_at=due, error=text, resume=resume)
+    log.warning("inbox folder missing; job waits", job_id=job.id, file=str(job.source.path))
+    return True
 
 
 def _wait_for_copy(ctx: Context, job: Job, reason: str) -> bool:
@@ -150,8 +165,9 @@ def upload(ctx: Context, job: Job) -> bool:
     except (RetryLater, WillNeverWork) as exc:  # known: nothing was created
         handle_error(ctx, job, exc, resume=JobState.READY)
         return True
-    except FileNotFoundError:
-        fail(ctx, job, f"the input {job.source.path} disappeared before it was sent")
+    except FileNotFoundError:  # not a byte was sent: nothing was created
+        if not _wait_for_inbox(ctx, job, resume=JobState.READY):
+            fail(ctx, job, f"the input {job.source.path} disappeared before it was sent")
         return True
     except OSError as exc:
         handle_error(ctx, job, exc, resume=JobState.READY)

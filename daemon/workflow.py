@@ -82,6 +82,9 @@ class EngineSettings:
     ago, may be a copy that stalled (SMB, Wi-Fi): it is checked again, not failed, until it
     has been unchanged this long."""
     cut_off_recheck_s: float = 30.0
+    missing_inbox_recheck_s: float = 60.0
+    """A job whose inbox folder is missing (an unmounted share) waits this long between
+    looks; it is never cancelled or failed for it."""
 
 
 class Aborted(Stopping):

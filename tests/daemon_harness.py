@@ -17,17 +17,22 @@ DEADLINE_S = 60.0  # generous for a loaded machine; passing runs never wait it o
 
 
 def write_config(
-    tmp: Path, base_url: str, *, mvsep: dict[str, Any] | None = None, **inbox: Any
+    tmp: Path,
+    base_url: str,
+    *,
+    mvsep: dict[str, Any] | None = None,
+    engine: dict[str, Any] | None = None,
+    **inbox: Any,
 ) -> Path:
     """``tmp/config.toml``: inbox ``tmp/in`` (preset ``vocals``: 2 stems, wav16) filed into
-    ``tmp/out``, journal and catalogue under ``tmp/state``, fast polls; ``inbox`` and
-    ``mvsep`` keys override."""
+    ``tmp/out``, journal and catalogue under ``tmp/state``, fast polls; ``inbox``, ``mvsep``
+    and ``engine`` keys override."""
     (tmp / "in").mkdir(exist_ok=True)
     config = {
         "mvsep": {"base_url": base_url, "api_token": "harness-token-1", **(mvsep or {})},
         "journal": {"path": str(tmp / "state" / "journal.sqlite")},
         "catalogue": {"cache_path": str(tmp / "state" / "algorithms.json")},
-        "engine": {"poll_unknown_s": 0.3, "poll_max_s": 0.5},
+        "engine": {"poll_unknown_s": 0.3, "poll_max_s": 0.5, **(engine or {})},
         "presets": {"vocals": {"sep_type": 40, "output_format": "wav16"}},
         "inbox": [
             {

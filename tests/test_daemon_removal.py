@@ -3,7 +3,8 @@
 - A file deleted while its job waits at MVSEP is cancelled there (credits refunded); a file
   deleted before it was sent costs nothing.
 - An inbox whose folder vanishes (an unmounted NAS share) is paused, not read as empty: its
-  job at MVSEP is neither cancelled nor forgotten, and is filed once the share is back.
+  job at MVSEP is neither cancelled nor forgotten, and is filed once the share is back; a
+  job not yet sent waits for the share instead of being cancelled as "removed".
 
 Real parts throughout: watchdog observers on temp folders, a SQLite journal, the emulator
 over loopback.
@@ -24,8 +25,8 @@ from daemon.jobs import Job, JobState
 from daemon.service import Daemon
 
 
-def start_daemon(tmp: Path, base_url: str) -> Daemon:
-    path = write_config(tmp, base_url)
+def start_daemon(tmp: Path, base_url: str, **engine: Any) -> Daemon:
+    path = write_config(tmp, base_url, engine=engine)
     settings, _ = load_settings(path, env={})
     daemon = Daemon(settings, config_label=str(path))
     daemon.start()
@@ -111,3 +112,35 @@ def test_unmounted_inbox_pauses_and_its_job_is_filed_when_it_is_back(
     assert emulator.stats["cancels"] == 0 and len(emulator.jobs) == 1
     assert len(list((tmp_path / "out").rglob("*.wav"))) == 2
     assert (inbox / "song.wav").exists()  # after_success = keep
+
+
+def test_job_not_yet_sent_waits_for_an_unmounted_inbox(
+    tmp_path: Path,
+    make_emulator: Callable[..., Any],
+    audio_file: Callable[..., Path],
+    daemons: list[Daemon],
+) -> None:
+    # a free account: the first job holds the only slot for a few seconds, so the second is
+    # journaled but not yet sent when the share goes away
+    emulator = make_emulator(premium=False, waiting_s=2.0, processing_s=0.5)
+    daemons.append(daemon := start_daemon(tmp_path, emulator.base_url, missing_inbox_recheck_s=0.3))
+    audio_file("in/first.wav", seconds=1.0)
+    wait_until(lambda: len(emulator.jobs) == 1, "the first create")
+    audio_file("in/second.wav", seconds=1.0)
+    wait_until(lambda: "second.wav" in jobs_by_name(daemon), "the second file journaled")
+    inbox, parked = tmp_path / "in", tmp_path / "unmounted"
+
+    os.rename(inbox, parked)
+    wait_until(
+        lambda: "inbox folder" in (jobs_by_name(daemon)["second.wav"].last_error or ""),
+        "the second job to wait for its inbox",
+    )
+    wait_until(lambda: jobs_by_name(daemon)["first.wav"].state is JobState.FILED, "first filed")
+    second = jobs_by_name(daemon)["second.wav"]
+    assert not second.state.is_terminal, (second.state, second.last_error)
+    assert len(emulator.jobs) == 1  # nothing sent while the share is away
+
+    os.rename(parked, inbox)
+    wait_until(lambda: jobs_by_name(daemon)["second.wav"].state is JobState.FILED, "second filed")
+    assert len(emulator.jobs) == 2 and emulator.stats["cancels"] == 0
+    assert len(list((tmp_path / "out").rglob("*.wav"))) == 4

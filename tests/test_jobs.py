@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -304,3 +305,15 @@ def test_random_event_sequences_keep_invariants(events: list[Event]) -> None:
         assert before_state is state
         state = after_state
     assert state is job.state
+
+
+@pytest.mark.parametrize(
+    ("path", "relative", "root"),
+    [
+        ("/in/a.wav", "a.wav", "/in"),
+        ("/srv/share/in/karaoke/2024/a b.wav", "karaoke/2024/a b.wav", "/srv/share/in"),
+    ],
+)
+def test_inbox_root_is_the_path_less_its_relative_part(path: str, relative: str, root: str) -> None:
+    source = dataclasses.replace(SOURCE, path=Path(path), relative_path=relative)
+    assert source.inbox_root == Path(root)
