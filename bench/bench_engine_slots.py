@@ -55,6 +55,7 @@ def run_batch(work: Path, server: EmulatorServer, inputs: list[Path]) -> tuple[J
     journal = Journal(work / "journal.sqlite")
     client = MvsepClient(base_url=server.base_url, api_token="bench-token", gate=Pacer())
     engine = Engine(journal=journal, client=client, settings=EngineSettings())
+    (work / "out").mkdir(exist_ok=True)  # as the daemon does at start
     for path in inputs:
         engine.submit_file(
             SourceFile(

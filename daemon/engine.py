@@ -98,6 +98,7 @@ class Engine:
         self._not_before: dict[int, float] = {}
         self._polls: dict[int, _PollTimer] = {}
         self._slots: int | None = None
+        self._missing_roots: frozenset[Path] = frozenset()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         journal.on_change = _chain(journal.on_change, self._on_change)
@@ -244,13 +245,31 @@ class Engine:
         for job in self.journal.undisposed():
             self._dispatch(job, "dispose", self._dispose)
         jobs = self.journal.active_jobs()
+        self._check_roots(jobs)
         next_s = _MAX_WAIT_S
+        if self._missing_roots:  # look for the share again at the configured pace
+            next_s = min(next_s, self._ctx.settings.missing_inbox_recheck_s)
         for job in jobs:
             due_s = self._visit(job)
             if due_s is not None:
                 next_s = min(next_s, due_s)
         self._fill_slots(jobs)
         return next_s
+
+    def _check_roots(self, jobs: list[Job]) -> None:
+        """Inbox folders missing now (unmounted shares): their ready jobs are neither prepared
+        nor claimed (no journal churn while a share is away) until the folder is back, which
+        the next pass (at most ``_MAX_WAIT_S`` later) sees. A stat per inbox per pass."""
+        roots = {job.source.inbox_root for job in jobs if job.state is JobState.READY}
+        missing = frozenset(root for root in roots if not root.is_dir())
+        for root in missing - self._missing_roots:
+            log.warning("inbox folder missing (unmounted share?): its jobs wait", path=str(root))
+        for root in self._missing_roots - missing:
+            log.info("inbox folder back: its jobs go on", path=str(root))
+        self._missing_roots = missing
+
+    def _waits_for_root(self, job: Job) -> bool:
+        return job.state is JobState.READY and job.source.inbox_root in self._missing_roots
 
     def _visit(self, job: Job) -> float | None:
         """Start the step ``job`` needs now; or the seconds until it needs one."""
@@ -267,7 +286,7 @@ class Engine:
     def _visit_ready(self, job: Job) -> float | None:
         if job.cancel_requested is not None:
             self.journal.mark_cancelled(job.id, job.cancel_requested)
-        elif job.sha256 is None:
+        elif job.sha256 is None and not self._waits_for_root(job):
             self._dispatch(job, "prepare", lambda j: submission.prepare(self._ctx, j))
         return None  # prepared jobs wait for a slot in _fill_slots
 
@@ -314,6 +333,7 @@ class Engine:
                 return
             with self._cond:
                 busy = set(self._tasks)
+            busy.update(j.id for j in jobs if self._waits_for_root(j))
             job = self.journal.claim_next_ready(submission.new_nonce, exclude=busy)
             if job is None:
                 return

@@ -182,6 +182,7 @@ def run_separate(args: argparse.Namespace, *, configure: Callable[[Settings], No
         raise ConfigError([f"{m}: no such file" for m in missing])
     name, preset = requested_preset(args, settings)
     out = Path(os.path.abspath(args.out))
+    out.mkdir(parents=True, exist_ok=True)
     journal_path = args.journal or settings.journal.path.with_name("separate.sqlite")
     client = make_client(settings)
     try:

@@ -172,6 +172,7 @@ class Daemon:
     def start(self) -> None:
         for i, inbox in enumerate(self.settings.inbox):
             self._check_template(i, inbox)
+            self._make_output(i, inbox)
         self.client = make_client(self.settings)
         catalogue = load_catalogue(self.settings, self.client)
         premium = premium_of(self.client)
@@ -200,6 +201,20 @@ class Daemon:
             journal=str(self.settings.journal.path),
             slots=self.engine.slots,
         )
+
+    def _make_output(self, index: int, inbox: InboxSection) -> None:
+        """Create a missing output folder now: once running, a missing one is read as an
+        unmounted share (jobs wait for it), never silently made again."""
+        if inbox.output.is_dir():
+            return
+        try:
+            inbox.output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"{self._label}: [[inbox]] #{index + 1} output: cannot create {inbox.output}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        log.info("output folder created", path=str(inbox.output))
 
     def _check_template(self, index: int, inbox: InboxSection) -> None:
         try:

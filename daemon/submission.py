@@ -27,7 +27,7 @@ from daemon.errors import (
 from daemon.jobs import Job, JobState, ResultFile, estimate_credits
 from daemon.mvsep.client import HISTORY_MAX_LIMIT
 from daemon.mvsep.models import HistoryEntry, JobStatus
-from daemon.workflow import Context, fail, handle_error, log
+from daemon.workflow import Context, fail, handle_error, log, wait_for_missing_folder
 
 _HASH_CHUNK = 1024 * 1024
 
@@ -83,10 +83,8 @@ def _wait_for_inbox(ctx: Context, job: Job, *, resume: JobState | None) -> bool:
     root = job.source.inbox_root
     if root.is_dir():
         return False
-    due = ctx.clock.time() + ctx.settings.missing_inbox_recheck_s
-    text = f"the inbox folder {root} is missing (unmounted share?): waiting for it to come back"
-    ctx.journal.mark_deferred(job.id, due_at=due, error=text, resume=resume)
-    log.warning("inbox folder missing; job waits", job_id=job.id, file=str(job.source.path))
+    reason = f"the inbox folder {root} is missing (unmounted share?): waiting for it to come back"
+    wait_for_missing_folder(ctx, job, reason, resume=resume)
     return True
 
 

@@ -22,7 +22,15 @@ from daemon.errors import ApiConnectionError, ApiNotFound, RetryLater, Stopping,
 from daemon.formats import BY_CODE
 from daemon.jobs import Job, JobState, ResultFile
 from daemon.submission import expired
-from daemon.workflow import Aborted, Context, dispose_filed_source, fail, handle_error, log
+from daemon.workflow import (
+    Aborted,
+    Context,
+    dispose_filed_source,
+    fail,
+    handle_error,
+    log,
+    wait_for_missing_folder,
+)
 
 
 def staging_dir(ctx: Context, job: Job) -> Path:
@@ -41,6 +49,8 @@ def download_and_file(ctx: Context, job: Job) -> None:
     """Run the whole ``downloading`` state of a job; errors become job states."""
     try:
         _stage_all(ctx, job)
+        if _wait_for_output(ctx, job):
+            return
         job = _plan(ctx, job)
         _file_all(ctx, job)
     except Stopping:
@@ -62,6 +72,21 @@ def download_and_file(ctx: Context, job: Job) -> None:
     filed = ctx.journal.mark_filed(job.id, outputs)
     _drop_staging(ctx, job)
     dispose_filed_source(ctx, filed)
+
+
+def _wait_for_output(ctx: Context, job: Job) -> bool:
+    """True if the job must wait because its output folder is missing.
+
+    The folder exists from the start (the daemon creates it), so missing now means an
+    unmounted share: filing would build a stray tree in the bare mount point. The stems wait
+    in staging, and the job looks again later; it never fails for it.
+    """
+    root = job.source.output_dir
+    if root.is_dir():
+        return False
+    reason = f"the output folder {root} is missing (unmounted share?): the stems wait in staging"
+    wait_for_missing_folder(ctx, job, reason)
+    return True
 
 
 def _still_wanted(ctx: Context, job: Job) -> None:

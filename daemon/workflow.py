@@ -83,8 +83,8 @@ class EngineSettings:
     has been unchanged this long."""
     cut_off_recheck_s: float = 30.0
     missing_inbox_recheck_s: float = 60.0
-    """A job whose inbox folder is missing (an unmounted share) waits this long between
-    looks; it is never cancelled or failed for it."""
+    """A job whose inbox or output folder is missing (an unmounted share) waits this long
+    between looks; it is never cancelled or failed for it."""
 
 
 class Aborted(Stopping):
@@ -196,10 +196,23 @@ def move_failed_source(ctx: Context, job: Job) -> Job:
     return ctx.journal.mark_source_disposed(job.id, f"failed:{moved}")
 
 
-def inbox_root(job: Job) -> Path:
-    path = job.source.path
-    depth = len(Path(job.source.relative_path).parts)
-    return path.parents[depth - 1] if depth >= 1 else path.parent
+def wait_for_missing_folder(
+    ctx: Context, job: Job, reason: str, *, resume: JobState | None = None
+) -> Job:
+    """Defer a job whose inbox or output folder is missing (an unmounted share, a NAS
+    rebooting): never cancelled or failed for it. It looks again after
+    ``missing_inbox_recheck_s``, doubling up to 5 minutes so that a share away for days does
+    not fill the journal; the warning is logged once, not at every look."""
+    recheck_s = ctx.settings.missing_inbox_recheck_s
+    delay = backoff_delay_s(
+        job.attempts + 1, base_s=recheck_s, cap_s=max(recheck_s, 300.0), rng=ctx.rng
+    )
+    if job.last_error != reason:
+        log.warning("job waits for a missing folder", job_id=job.id,
+                    file=str(job.source.path), reason=reason)  # fmt: skip
+    return ctx.journal.mark_deferred(
+        job.id, due_at=ctx.clock.time() + delay, error=reason, resume=resume
+    )
 
 
 def dispose_filed_source(ctx: Context, job: Job) -> Job:
@@ -207,7 +220,7 @@ def dispose_filed_source(ctx: Context, job: Job) -> Job:
     if job.source_disposed is not None:
         return job
     mode = job.source.after_success
-    archive = job.source.archive_dir or inbox_root(job) / "_archive"
+    archive = job.source.archive_dir or job.source.inbox_root / "_archive"
     result = filing.dispose_source(job.source.path, mode=mode, archive_dir=archive)
     if mode == "keep":
         how = "kept"

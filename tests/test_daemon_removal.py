@@ -126,21 +126,50 @@ def test_job_not_yet_sent_waits_for_an_unmounted_inbox(
     daemons.append(daemon := start_daemon(tmp_path, emulator.base_url, missing_inbox_recheck_s=0.3))
     audio_file("in/first.wav", seconds=1.0)
     wait_until(lambda: len(emulator.jobs) == 1, "the first create")
-    audio_file("in/second.wav", seconds=1.0)
+    audio_file("in/second.wav", seconds=1.2)  # other content: not a duplicate of the first
     wait_until(lambda: "second.wav" in jobs_by_name(daemon), "the second file journaled")
     inbox, parked = tmp_path / "in", tmp_path / "unmounted"
 
     os.rename(inbox, parked)
-    wait_until(
-        lambda: "inbox folder" in (jobs_by_name(daemon)["second.wav"].last_error or ""),
-        "the second job to wait for its inbox",
-    )
+    # the first job's slot frees while the share is away: the second is not sent (its file
+    # is unreachable), nor cancelled as "removed", nor failed
     wait_until(lambda: jobs_by_name(daemon)["first.wav"].state is JobState.FILED, "first filed")
     second = jobs_by_name(daemon)["second.wav"]
-    assert not second.state.is_terminal, (second.state, second.last_error)
+    assert second.state in (JobState.READY, JobState.RETRY_WAIT), (second.state, second.last_error)
     assert len(emulator.jobs) == 1  # nothing sent while the share is away
 
     os.rename(parked, inbox)
     wait_until(lambda: jobs_by_name(daemon)["second.wav"].state is JobState.FILED, "second filed")
     assert len(emulator.jobs) == 2 and emulator.stats["cancels"] == 0
     assert len(list((tmp_path / "out").rglob("*.wav"))) == 4
+
+
+def test_unmounted_output_share_waits_instead_of_filing_into_the_mount_point(
+    tmp_path: Path,
+    make_emulator: Callable[..., Any],
+    audio_file: Callable[..., Path],
+    daemons: list[Daemon],
+) -> None:
+    emulator = make_emulator(premium=True, waiting_s=1.5, processing_s=0.3)
+    stems, away = tmp_path / "nas" / "stems", tmp_path / "nas" / "stems-unmounted"
+    path = write_config(tmp_path, emulator.base_url, engine={"missing_inbox_recheck_s": 0.3},
+                        output=str(stems))  # fmt: skip
+    settings, _ = load_settings(path, env={})
+    daemons.append(daemon := Daemon(settings, config_label=str(path)))
+    daemon.start()
+    assert stems.is_dir()  # created at start
+
+    audio_file("in/song.wav", seconds=1.0)
+    wait_until(lambda: len(emulator.jobs) == 1, "the create")
+    os.rename(stems, away)  # the output share goes away while the job runs at MVSEP
+    wait_until(
+        lambda: "output folder" in (jobs_by_name(daemon)["song.wav"].last_error or ""),
+        "the job to wait for its output folder",
+    )
+    assert not jobs_by_name(daemon)["song.wav"].state.is_terminal
+    assert not stems.exists()  # no stray tree in the bare mount point
+
+    os.rename(away, stems)
+    wait_until(lambda: jobs_by_name(daemon)["song.wav"].state is JobState.FILED, "filed")
+    assert len(list(stems.rglob("*.wav"))) == 2
+    assert len(emulator.jobs) == 1

@@ -174,6 +174,7 @@ def rig(
         conf,
     )
     (tmp / "in").mkdir(exist_ok=True)
+    (tmp / "out").mkdir(exist_ok=True)  # as the daemon does at start
     try:
         yield r
     finally:
