@@ -23,7 +23,7 @@ from daemon.errors import (
     OutcomeUnknown,
 )
 from daemon.mvsep import JobStatus, MvsepClient
-from daemon.mvsep.transfer import part_path
+from daemon.mvsep.streams import part_path
 
 pytest.importorskip("daemon.emulator.server", reason="the emulator is not available")
 from daemon.emulator import Fault  # noqa: E402

@@ -39,7 +39,7 @@ from daemon.mvsep.models import (
     RemoteStatus,
     UserInfo,
 )
-from daemon.mvsep.transfer import DownloadProgress, ProgressReader, UploadProgress, download_to
+from daemon.mvsep.streams import DownloadProgress, ProgressReader, UploadProgress, download_to
 
 log = structlog.get_logger(__name__)
 

@@ -14,7 +14,7 @@ import stamina
 
 from daemon.errors import ApiConnectionError, ApiNotFound, ApiServerError
 from daemon.mvsep import MvsepClient
-from daemon.mvsep.transfer import ProgressReader, part_path
+from daemon.mvsep.streams import ProgressReader, part_path
 
 TOKEN = "tok-SECRET-transfer"
 URL = "https://files.test/storage/H1/vocals.flac"
