@@ -393,9 +393,14 @@ class RecordingGate:
         self.calls.append(("acquire", kind))
 
     def observe(
-        self, limit: int | None, remaining: int | None, retry_after_s: float | None
+        self,
+        limit: int | None,
+        remaining: int | None,
+        retry_after_s: float | None,
+        *,
+        route: str | None = None,
     ) -> None:
-        self.calls.append(("observe", limit, remaining, retry_after_s))
+        self.calls.append(("observe", limit, remaining, retry_after_s, route))
 
     def close(self) -> None:
         self.calls.append(("close",))
@@ -412,10 +417,10 @@ def test_gate_is_called_for_every_attempt() -> None:
     script.client(gate=gate).get("H1")
     assert gate.calls == [
         ("acquire", "get"),
-        ("observe", 60, 7, 0.0),
+        ("observe", 60, 7, 0.0, "get"),
         ("acquire", "get"),  # the connection failed: no answer to observe
         ("acquire", "get"),
-        ("observe", 60, 7, None),
+        ("observe", 60, 7, None, "get"),
     ]
 
 

@@ -373,9 +373,14 @@ def test_gate_sees_every_attempt(emu: Emu) -> None:
             gate_calls.append(("acquire", kind))
 
         def observe(
-            self, limit: int | None, remaining: int | None, retry_after_s: float | None
+            self,
+            limit: int | None,
+            remaining: int | None,
+            retry_after_s: float | None,
+            *,
+            route: str | None = None,
         ) -> None:
-            gate_calls.append(("observe", limit, remaining, retry_after_s))
+            gate_calls.append(("observe", limit, remaining, retry_after_s, route))
 
         def close(self) -> None:
             gate_calls.append(("close",))
@@ -384,4 +389,4 @@ def test_gate_sees_every_attempt(emu: Emu) -> None:
     with client_for(emu, gate=Gate()) as client:
         client.algorithms()
     assert [c for c in gate_calls if c[0] == "acquire"] == [("acquire", "algorithms")] * 3
-    assert len([c for c in gate_calls if c[0] == "observe"]) == 3
+    assert [c[-1] for c in gate_calls if c[0] == "observe"] == ["algorithms"] * 3

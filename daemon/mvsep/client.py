@@ -10,6 +10,8 @@ message, repr or log line built here contains it.
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,17 +53,24 @@ _EMPTY: Mapping[str, str] = {}
 class RequestGate(Protocol):
     """Shared pacing of API requests (implemented by ``daemon.pacing``).
 
-    ``acquire(kind)`` blocks until a request of ``kind`` (the endpoint name: ``create``,
-    ``get``, ``get_remote``, ``cancel``, ``algorithms``, ``user``, ``queue``, ``history``) may
-    go; it is called before every attempt, retries included. ``observe`` receives the
-    ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``Retry-After`` headers of every
-    answer (``None`` when absent).
+    ``acquire(kind)`` blocks until a request of ``kind`` (the endpoint name, which is also
+    its rate-limit route: ``create``, ``get``, ``get_remote``, ``cancel``, ``algorithms``,
+    ``user``, ``queue``, ``history``) may go; it is called before every attempt, retries
+    included. ``observe`` receives the ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
+    ``Retry-After`` headers of every answer (``None`` when absent) and the ``route`` that
+    answered: MVSEP counts and limits each route on its own (60 on ``get``, 120 on
+    ``history``...).
     """
 
     def acquire(self, kind: str) -> None: ...
 
     def observe(
-        self, limit: int | None, remaining: int | None, retry_after_s: float | None
+        self,
+        limit: int | None,
+        remaining: int | None,
+        retry_after_s: float | None,
+        *,
+        route: str | None = None,
     ) -> None: ...
 
     def close(self) -> None:
@@ -121,22 +130,40 @@ class MvsepClient:
         self._max_attempts = max(1, max_attempts)
         self._retry_timeout_s = retry_timeout_s
         self._retry_hook = make_retry_hook(retry_timeout_s)
-        self._interrupted = False
+        self._stopping = threading.Event()  # shared with every with_base_url() sibling
         self.rate_limit = RateLimit()
 
     def __repr__(self) -> str:
         return f"MvsepClient(base_url={self.base_url!r}, api_token={REDACTED!r})"
 
     def close(self) -> None:
-        """Close the HTTP client if this client created it."""
+        """Close the HTTP client if this client created it (siblings from
+        :meth:`with_base_url` never close the shared pool: their origin does)."""
         if self._owns_http:
             self._http.close()
+
+    def with_base_url(self, base_url: str) -> MvsepClient:
+        """A client of another host (an MVSEP region) sharing this one's HTTP pool, gate,
+        token, timeouts, retry settings and :meth:`interrupt`.
+
+        A job lives on the host that created it: its ``get`` and its result files must go
+        there even when the configured ``base_url`` has changed since. ``self`` when the host
+        is the same. Closing the sibling does not close the shared pool.
+        """
+        url = base_url.rstrip("/")
+        if url == self.base_url:
+            return self
+        sibling = copy.copy(self)
+        sibling.base_url = url
+        sibling._owns_http = False
+        sibling.rate_limit = RateLimit()
+        return sibling
 
     def interrupt(self) -> None:
         """The process is stopping: no request is sent from now on, and calls waiting for
         their turn in the gate end at once; both raise :class:`~daemon.errors.Stopping`.
         (A request already on the wire runs to its answer or its timeout.)"""
-        self._interrupted = True
+        self._stopping.set()
         if self._gate is not None:
             self._gate.close()
 
@@ -339,7 +366,7 @@ class MvsepClient:
         files: Mapping[str, tuple[str, IO[bytes]]] | None = None,
     ) -> Any:
         """One attempt: gate, request, observe headers, map errors, log (never the token)."""
-        if self._interrupted:
+        if self._stopping.is_set():
             raise Stopping(f"not sent ({ctx.endpoint}): the process is stopping")
         if self._gate is not None:
             self._gate.acquire(ctx.endpoint)
@@ -356,7 +383,7 @@ class MvsepClient:
                     timeout=timeout,
                 )
                 status = response.status_code
-                self._observe(response)
+                self._observe(response, ctx.endpoint)
                 return check_response(ctx, response)
         finally:
             log.debug(
@@ -368,14 +395,14 @@ class MvsepClient:
                 elapsed_s=round(time.monotonic() - began, 3),
             )
 
-    def _observe(self, response: httpx.Response) -> None:
+    def _observe(self, response: httpx.Response, route: str) -> None:
         limit = _header_int(response.headers, "X-RateLimit-Limit")
         remaining = _header_int(response.headers, "X-RateLimit-Remaining")
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if limit is not None or remaining is not None:
             self.rate_limit = RateLimit(limit=limit, remaining=remaining)
         if self._gate is not None:
-            self._gate.observe(limit, remaining, retry_after)
+            self._gate.observe(limit, remaining, retry_after, route=route)
 
 
 def _data(body: Any) -> Any:

@@ -15,7 +15,8 @@ HTTP 401                                              ``ApiAuthError``
 HTTP 5xx                                              ``ApiServerError``; create: ``OutcomeUnknown``
 body not JSON, HTTP 4xx                               ``ApiRejected``
 body not JSON, any other status (HTML under 200...)   ``ApiServerError``; create: ``OutcomeUnknown``
-``status: "not_found"``                               ``ApiNotFound``
+``status: "not_found"``, or error text "... hash not    ``ApiNotFound``
+found" / "separation not found" (any body shape)
 ``success: false`` or HTTP 4xx, text has "parallel"   ``ApiSlotsFull``
 ... text names the api token (400/403)                ``ApiAuthError``
 ... anything else                                     ``ApiRejected``
@@ -58,7 +59,10 @@ from daemon.errors import (
 REDACTED = "***"
 _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TOKEN_WORDS = re.compile(r"api[_ ]?token|api key|unauthori[sz]ed|invalid token", re.IGNORECASE)
+_NOT_FOUND_WORDS = re.compile(r"hash not found|separation not found", re.IGNORECASE)
 _MAX_MESSAGE = 500
+_TRUE_WORDS = frozenset({"true", "1", "yes"})
+_FALSE_WORDS = frozenset({"false", "0", "no", ""})
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,22 @@ def _flatten(value: Any) -> list[str]:
     return [] if value is None else [str(value)]
 
 
+def is_success(value: Any) -> bool | None:
+    """``success`` as the API sends it: ``True``/``False``, ``"true"``/``"false"``, ``1``/``0``,
+    ``"1"``/``"0"`` (create answers the string ``"true"``); ``None`` when absent or unreadable."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    return None
+
+
 def check_response(ctx: CallContext, response: httpx.Response) -> Any:
     """Return the decoded JSON body of a successful answer, or raise the mapped error."""
     status = response.status_code
@@ -233,7 +253,7 @@ def _raise_for_body(ctx: CallContext, status: int, body: Any) -> None:
             status_code=status,
             endpoint=ctx.endpoint,
         )
-    if status < 400 and body.get("success", True) is not False:
+    if status < 400 and is_success(body.get("success", True)) is not False:
         return
     raise body_error(ctx, status, error_text(body))
 
@@ -241,6 +261,8 @@ def _raise_for_body(ctx: CallContext, status: int, body: Any) -> None:
 def body_error(ctx: CallContext, status: int, text: str) -> ApiError:
     """The error for a refused request with server text ``text``."""
     detail = f"HTTP {status}: {text or 'success false without a message'}"
+    if _NOT_FOUND_WORDS.search(text):
+        return ApiNotFound(ctx.describe(detail), status_code=status, endpoint=ctx.endpoint)
     if "parallel" in text.lower():
         return ApiSlotsFull(ctx.describe(detail), status_code=status, endpoint=ctx.endpoint)
     if status in (400, 403) and _TOKEN_WORDS.search(text):

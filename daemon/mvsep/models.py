@@ -131,7 +131,12 @@ class CreateResult(_Model):
 
 
 class StemFile(_Model):
-    """One output file of a done job. ``size`` is a human string (``"5.70 MB"``)."""
+    """One output file of a done job. ``size`` is a human string (``"5.70 MB"``).
+
+    The waveform ``peaks`` array the service may send beside these fields (thousands of
+    numbers per file) is dropped at parse time (``extra="ignore"``): a job's status holds
+    no peaks, whatever their size.
+    """
 
     type: str = ""
     url: Url = ""
