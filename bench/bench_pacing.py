@@ -33,7 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from daemon.pacing import DurationEstimator, Pacer, PollPolicy  # noqa: E402
+from daemon.pacing import Pacer  # noqa: E402
+from daemon.polling import DurationEstimator, PollPolicy  # noqa: E402
 
 SLOTS = 10
 JOBS = 50

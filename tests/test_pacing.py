@@ -1,4 +1,4 @@
-"""Tests of daemon.pacing: the shared pacer, the poll policy and the duration estimator.
+"""Tests of daemon.pacing: the shared pacer, its routes and what the server says.
 
 Time is a fake clock everywhere except one thread test on real time with a short window,
 bounded by deadlines.
@@ -6,7 +6,6 @@ bounded by deadlines.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.errors import Stopping
-from daemon.pacing import DurationEstimator, Pacer, PollPolicy
+from daemon.pacing import Pacer
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -70,13 +69,19 @@ class ManualClock:
             time.sleep(0.002)
 
 
+ALL_KINDS = ["get", "get_remote", "create", "cancel", "history", "user"]
+SHARED = {kind: "api" for kind in ALL_KINDS}
+"""Every kind counted in one window: the reserve and priority rules of a shared route."""
+
+
 def small_pacer(**kwargs: object) -> Pacer:
-    """limit 10, margin 2, reserve 2: non-polls may hold 8 places, polls 6."""
+    """One shared route; limit 10, margin 2, reserve 2: non-polls may hold 8 places, polls 6."""
     options: dict[str, object] = {
         "limit": 10,
         "window_s": 60.0,
         "safety_margin": 2,
         "poll_reserve": 2,
+        "routes": SHARED,
     }
     options.update(kwargs)
     return Pacer(**options)  # type: ignore[arg-type]
@@ -159,7 +164,14 @@ def test_stale_now_counts_as_the_latest() -> None:
     assert pacer.try_acquire("create", 50.0) == pytest.approx(60.0)
 
 
-KINDS = st.sampled_from(["get", "get_remote", "create", "cancel", "history", "user"])
+KINDS = st.sampled_from(ALL_KINDS)
+
+
+def by_route(pacer: Pacer, grants: list[tuple[str, float]]) -> dict[str, list[float]]:
+    routes: dict[str, list[float]] = {}
+    for kind, at in grants:
+        routes.setdefault(pacer.route_of(kind), []).append(at)
+    return routes
 
 
 @settings(max_examples=40, deadline=None)
@@ -169,20 +181,33 @@ KINDS = st.sampled_from(["get", "get_remote", "create", "cancel", "history", "us
     margin=st.integers(0, 3),
     reserve=st.integers(0, 4),
     phase=st.floats(0, 60),
+    shared=st.booleans(),
 )
 def test_no_window_ever_exceeds_the_limit(
-    steps: list[tuple[float, str]], limit: int, margin: int, reserve: int, phase: float
+    steps: list[tuple[float, str]],
+    limit: int,
+    margin: int,
+    reserve: int,
+    phase: float,
+    shared: bool,
 ) -> None:
-    pacer = Pacer(limit=limit, window_s=60.0, safety_margin=margin, poll_reserve=reserve)
-    granted: list[float] = []
+    pacer = Pacer(
+        limit=limit,
+        window_s=60.0,
+        safety_margin=margin,
+        poll_reserve=reserve,
+        routes=SHARED if shared else None,
+    )
+    granted: list[tuple[str, float]] = []
     now = 0.0
     for gap, kind in steps:
         now += gap
         if pacer.try_acquire(kind, now) == 0.0:
-            granted.append(now)
+            granted.append((kind, now))
     cap = max(1, limit - margin)
-    assert max_in_window(granted, 60.0) <= min(cap, limit)
-    assert max_in_fixed_windows(granted, 60.0, phase) <= cap
+    for times in by_route(pacer, granted).values():
+        assert max_in_window(times, 60.0) <= min(cap, limit)
+        assert max_in_fixed_windows(times, 60.0, phase) <= cap
 
 
 @settings(max_examples=40, deadline=None)
@@ -191,14 +216,16 @@ def test_no_window_ever_exceeds_the_limit(
         st.tuples(st.floats(0, 15), KINDS, st.floats(0, 90), st.floats(0, 1)), max_size=40
     ),
     limit=st.integers(1, 10),
+    shared=st.booleans(),
 )
 def test_latency_never_breaks_the_server_window(
-    requests: list[tuple[float, str, float, float]], limit: int
+    requests: list[tuple[float, str, float, float]], limit: int, shared: bool
 ) -> None:
-    """Each request is counted by the server at any time between grant and answer."""
-    pacer = Pacer(limit=limit, window_s=60.0, safety_margin=0, poll_reserve=0)
+    """Each request is counted by its route's window at any time between grant and answer."""
+    routes = SHARED if shared else None
+    pacer = Pacer(limit=limit, window_s=60.0, safety_margin=0, poll_reserve=0, routes=routes)
     answers: list[tuple[float, int]] = []  # (answer time, request id), unsorted
-    counted: list[float] = []
+    counted: list[tuple[str, float]] = []
     now = 0.0
     for rid, (gap, kind, latency, where) in enumerate(requests):
         now += gap
@@ -212,28 +239,29 @@ def test_latency_never_breaks_the_server_window(
             due = [a[0] for a in answers]
             now = min([now + wait, *due]) if due else now + wait
         answers.append((now + latency, rid))
-        counted.append(now + where * latency)
-    assert max_in_window(counted, 60.0) <= limit
+        counted.append((kind, now + where * latency))
+    for times in by_route(pacer, counted).values():
+        assert max_in_window(times, 60.0) <= limit
 
 
 # -- Pacer: what the server says --------------------------------------------------------------
 
 
-def test_observe_follows_the_advertised_limit() -> None:
-    pacer = Pacer(limit=60, safety_margin=2, poll_reserve=4)
+def test_a_shared_route_obeys_its_lowest_advertised_limit() -> None:
+    pacer = Pacer(limit=60, safety_margin=2, poll_reserve=4, routes=SHARED)
     assert (pacer.cap("create"), pacer.cap("get")) == (58, 54)
-    pacer.observe(10, 9, None, now=0.0)
-    assert pacer.limit == 10
+    pacer.observe(10, 9, None, route="get", now=0.0)
+    assert pacer.limit_for("create") == 10
     assert (pacer.cap("create"), pacer.cap("get")) == (8, 4)
-    pacer.observe(120, None, None, now=0.0)
-    assert pacer.limit == 120
+    pacer.observe(120, None, None, route="create", now=0.0)
+    assert pacer.limit_for("get") == 10  # the lowest seen stays in force
 
 
 def test_lowered_limit_applies_to_requests_already_made() -> None:
     pacer = Pacer(limit=60, safety_margin=0, poll_reserve=0)
     for _ in range(20):
         assert pacer.try_acquire("get", 0.0) == 0.0
-    pacer.observe(10, 40, None, now=1.0)
+    pacer.observe(10, 40, None, route="get", now=1.0)
     assert pacer.try_acquire("get", 1.0) == pytest.approx(59.0)
 
 
@@ -254,19 +282,26 @@ def test_server_stop_blocks_every_kind(
 
 
 def test_remaining_lower_than_ours_adds_phantoms() -> None:
-    pacer = Pacer(limit=60, safety_margin=2, poll_reserve=4)
-    pacer.try_acquire("get", 0.0)
-    pacer.observe(60, 10, None, now=1.0)  # the server counted 50, we made 1
+    pacer = Pacer(limit=60, safety_margin=2, poll_reserve=4, routes=SHARED)
+    pacer.try_acquire("get", 0.0, request_id=1)
+    pacer.observe(60, 10, None, now=1.0, request_id=1)  # the server counted 50, we made 1
     assert pacer.stats().phantoms == 49
     assert pacer.headroom("create", 1.0) == 8
     assert pacer.headroom("get", 1.0) == 4
-    pacer.observe(60, 40, None, now=2.0)  # fewer than ours: nothing to add
+    pacer.observe(60, 40, None, route="get", now=2.0)  # fewer than ours: nothing to add
     assert pacer.stats().phantoms == 49
     assert pacer.headroom("create", 61.0) == 58
 
 
 def test_request_in_flight_holds_its_place_until_answered() -> None:
-    pacer = Pacer(limit=2, window_s=10.0, safety_margin=0, poll_reserve=0, max_in_flight_s=1000.0)
+    pacer = Pacer(
+        limit=2,
+        window_s=10.0,
+        safety_margin=0,
+        poll_reserve=0,
+        max_in_flight_s=1000.0,
+        routes=SHARED,
+    )
     assert pacer.try_acquire("create", 0.0, request_id="upload") == 0.0
     assert pacer.try_acquire("get", 0.0) == 0.0
     assert pacer.stats().in_flight == 1
@@ -322,6 +357,7 @@ def test_acquire_sleeps_on_the_injected_clock() -> None:
         window_s=60.0,
         safety_margin=0,
         poll_reserve=1,
+        routes=SHARED,
         clock=clock,
         on_grant=lambda kind, now: grants.append((kind, now)),
     )
@@ -356,6 +392,7 @@ def test_priority_then_fifo_among_blocked_threads() -> None:
         window_s=10.0,
         safety_margin=0,
         poll_reserve=0,
+        routes=SHARED,
         clock=clock,
         on_grant=lambda kind, now: order.append((current[threading.get_ident()], kind, now)),
     )
@@ -395,6 +432,7 @@ def test_threads_on_real_time_stay_within_the_window() -> None:
         window_s=window_s,
         safety_margin=0,
         poll_reserve=1,
+        routes=SHARED,
         on_grant=lambda kind, now: grants.append((kind, now)),
     )
     errors: list[BaseException] = []
@@ -429,179 +467,6 @@ def test_threads_on_real_time_stay_within_the_window() -> None:
     assert pacer.stats().queued == 0
 
 
-# -- PollPolicy -------------------------------------------------------------------------------
-
-STEADY = PollPolicy(jitter=0.0)
-
-
-def delay(
-    policy: PollPolicy = STEADY,
-    *,
-    status: str = "processing",
-    queue_position: int | None = None,
-    finished_chunks: int | None = None,
-    all_chunks: int | None = None,
-    elapsed_s: float = 0.0,
-    expected_s: float | None = None,
-    seed: int = 0,
-) -> float:
-    return policy.next_poll_delay(
-        status=status,
-        queue_position=queue_position,
-        finished_chunks=finished_chunks,
-        all_chunks=all_chunks,
-        elapsed_s=elapsed_s,
-        expected_s=expected_s,
-        rng=random.Random(seed),
-    )
-
-
-@pytest.mark.parametrize(
-    ("position", "expected"),
-    [(None, 15.0), (0, 5.0), (1, 10.0), (3, 20.0), (7, 40.0), (11, 60.0), (500, 60.0)],
-)
-def test_waiting_slows_with_queue_position(position: int | None, expected: float) -> None:
-    assert delay(status="waiting", queue_position=position) == pytest.approx(expected)
-
-
-def test_waiting_delay_is_monotone_in_position() -> None:
-    delays = [delay(status="waiting", queue_position=p) for p in range(40)]
-    assert delays == sorted(delays)
-
-
-@pytest.mark.parametrize(
-    ("elapsed_s", "expected_s", "expected"),
-    [
-        (0.0, 30.0, 24.0),  # first poll at 0.8 E
-        (10.0, 30.0, 14.0),
-        (23.0, 30.0, 2.0),  # 1 s left to the first poll: the floor
-        (24.0, 30.0, 6.0),  # then every 0.2 E
-        (30.0, 30.0, 6.0),
-        (35.0, 30.0, 3.5),  # overdue: 0.1 x elapsed, faster than before
-        (300.0, 30.0, 30.0),  # very late: backs off
-        (5000.0, 30.0, 60.0),  # capped
-        (0.0, 600.0, 60.0),  # a long job is still polled once a minute
-        (0.0, None, 15.0),  # nothing known yet
-        (42.0, 0.0, 15.0),
-    ],
-)
-def test_processing_aims_near_expected_completion(
-    elapsed_s: float, expected_s: float | None, expected: float
-) -> None:
-    assert delay(elapsed_s=elapsed_s, expected_s=expected_s) == pytest.approx(expected)
-
-
-def test_processing_polls_faster_as_expected_completion_passes() -> None:
-    before = delay(elapsed_s=24.0, expected_s=30.0)
-    after = delay(elapsed_s=31.0, expected_s=30.0)
-    assert after < before
-
-
-@pytest.mark.parametrize(
-    ("finished", "total", "elapsed_s", "expected"),
-    [
-        (5, 6, 25.0, 5.0),
-        (2, 10, 20.0, 60.0),
-        (3, 4, 3.0, 2.0),
-        (4, 4, 30.0, 2.0),
-        (0, 4, 30.0, 10.0),
-        (None, None, 30.0, 10.0),
-    ],
-)
-def test_distributing_follows_the_chunk_rate(
-    finished: int | None, total: int | None, elapsed_s: float, expected: float
-) -> None:
-    got = delay(
-        status="distributing", finished_chunks=finished, all_chunks=total, elapsed_s=elapsed_s
-    )
-    assert got == pytest.approx(expected)
-
-
-@pytest.mark.parametrize(
-    ("status", "expected"), [("done", 4.0), ("merging", 4.0), ("mystery", 10.0)]
-)
-def test_other_statuses(status: str, expected: float) -> None:
-    assert delay(status=status) == pytest.approx(expected)
-
-
-def test_jitter_stays_within_bounds_and_spreads() -> None:
-    policy = PollPolicy()
-    got = [delay(policy, elapsed_s=0.0, expected_s=30.0, seed=seed) for seed in range(300)]
-    assert all(24.0 * 0.85 <= d <= 24.0 * 1.15 for d in got)
-    assert max(got) - min(got) > 24.0 * 0.25  # really jittered
-
-
-def test_min_interval_is_an_absolute_floor() -> None:
-    policy = PollPolicy(min_interval_s=3.0, processing_floor_s=0.5, jitter=0.5)
-    got = [delay(policy, elapsed_s=29.9, expected_s=30.0, seed=s) for s in range(100)]
-    assert min(got) >= 3.0
-
-
-@settings(max_examples=50, deadline=None)
-@given(
-    status=st.sampled_from(["waiting", "processing", "distributing", "merging", "done", "x"]),
-    position=st.none() | st.integers(-5, 10_000),
-    finished=st.none() | st.integers(-1, 500),
-    total=st.none() | st.integers(-1, 500),
-    elapsed_s=st.floats(0, 1e6),
-    expected_s=st.none() | st.floats(0, 1e5),
-    seed=st.integers(0, 2**32),
-)
-def test_every_delay_is_within_floor_and_jittered_cap(
-    status: str,
-    position: int | None,
-    finished: int | None,
-    total: int | None,
-    elapsed_s: float,
-    expected_s: float | None,
-    seed: int,
-) -> None:
-    policy = PollPolicy()
-    got = delay(
-        policy,
-        status=status,
-        queue_position=position,
-        finished_chunks=finished,
-        all_chunks=total,
-        elapsed_s=elapsed_s,
-        expected_s=expected_s,
-        seed=seed,
-    )
-    assert policy.min_interval_s <= got <= policy.max_interval_s * (1 + policy.jitter)
-
-
-# -- DurationEstimator ------------------------------------------------------------------------
-
-
-def test_estimator_without_data_gives_the_prior() -> None:
-    assert DurationEstimator().expected(40) is None
-    assert DurationEstimator(prior_s=90.0).expected(40) == 90.0
-
-
-def test_estimator_ewma_per_type_with_global_fallback() -> None:
-    est = DurationEstimator(alpha=0.5, prior_s=90.0)
-    est.observe(40, 30.0)
-    assert est.expected(40) == 30.0  # the first observation seeds the average
-    est.observe(40, 50.0)
-    assert est.expected(40) == pytest.approx(40.0)
-    est.observe(26, 100.0)
-    assert est.expected(26) == 100.0
-    assert est.expected(99) == pytest.approx(70.0)  # global EWMA: 30 -> 40 -> 70
-    assert est.expected(40) == pytest.approx(40.0)
-
-
-@pytest.mark.parametrize("bad", [0.0, -3.0, float("nan"), float("inf")])
-def test_estimator_ignores_impossible_durations(bad: float) -> None:
-    est = DurationEstimator()
-    est.observe(40, bad)
-    assert est.expected(40) is None
-
-
-def test_estimator_rejects_bad_alpha() -> None:
-    with pytest.raises(ValueError):
-        DurationEstimator(alpha=0.0)
-
-
 def test_close_ends_a_wait_for_the_window_at_once() -> None:
     """Stopping must not wait out the rate limit: a blocked ``acquire`` raises ``Stopping``."""
     pacer = Pacer(limit=1, window_s=3600.0, safety_margin=0, poll_reserve=0)
@@ -628,3 +493,113 @@ def test_close_ends_a_wait_for_the_window_at_once() -> None:
     assert len(outcome) == 1 and isinstance(outcome[0], Stopping)
     with pytest.raises(Stopping):
         pacer.acquire("create")  # and nothing is granted after the close
+
+
+# -- Pacer: a window per route ----------------------------------------------------------------
+
+Seen = list[tuple[str, int]]
+
+
+@pytest.mark.parametrize(
+    ("seen", "kind", "limit"),
+    [
+        ([], "get", 60),  # nothing heard: the conservative start
+        ([], "history", 60),
+        ([("history", 120)], "history", 120),  # a route may allow more than the start
+        ([("history", 120)], "get", 60),  # ... which says nothing about other routes
+        ([("history", 120)], "user", 60),
+        ([("get", 60), ("get", 120)], "get", 60),  # the lowest seen stays in force
+        ([("history", 120), ("history", 30)], "history", 30),
+        ([("history", 120), ("history", 30), ("history", 120)], "history", 30),
+        ([("get", 60), ("history", 120), ("user", 120)], "user", 120),
+        ([("get", 45)], "get", 45),  # lower than the start: obeyed
+    ],
+)
+def test_each_route_obeys_the_lowest_limit_it_has_sent(seen: Seen, kind: str, limit: int) -> None:
+    pacer = Pacer(limit=60, safety_margin=2)
+    for at, (route, advertised) in enumerate(seen):
+        pacer.observe(advertised, advertised - 1, None, route=route, now=float(at))
+    assert pacer.limit_for(kind) == limit
+    assert pacer.cap(kind) == limit - 2
+    assert dict(pacer.stats().limits) == {r: min(v for n, v in seen if n == r) for r, _ in seen}
+
+
+def test_routes_have_their_own_windows() -> None:
+    pacer = Pacer(limit=60, safety_margin=2, poll_reserve=4)
+    assert pacer.try_acquire("history", 0.0, request_id="h") == 0.0
+    pacer.observe(120, 119, None, now=0.0, request_id="h")  # ours: no phantom
+    assert [pacer.try_acquire("get", 0.0) for _ in range(58)] == [0.0] * 58  # no reserve
+    assert pacer.try_acquire("get", 1.0) == pytest.approx(59.0)
+    assert pacer.headroom("get", 1.0) == 0
+    assert pacer.headroom("create", 1.0) == 58  # other routes are untouched
+    assert [pacer.try_acquire("history", 1.0) for _ in range(117)] == [0.0] * 117
+    assert pacer.try_acquire("history", 2.0) == pytest.approx(58.0)  # "h" leaves at 60
+    assert pacer.try_acquire("create", 2.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "blocked", "free"),
+    [
+        ({"limit": 60, "remaining": 0, "retry_after_s": 20.0, "route": "get"}, "get", "history"),
+        ({"limit": 120, "remaining": 0, "retry_after_s": None, "route": "history"}, "history",
+         "get"),
+        ({"limit": 60, "remaining": 5, "retry_after_s": 20.0, "route": "create"}, "create", "get"),
+    ],
+)  # fmt: skip
+def test_a_stop_holds_only_the_route_that_answered(
+    answer: dict[str, object], blocked: str, free: str
+) -> None:
+    pacer = Pacer(limit=60)
+    pacer.observe(**answer, now=10.0)  # type: ignore[arg-type]
+    assert pacer.try_acquire(blocked, 10.0) > 0.0
+    assert pacer.headroom(blocked, 10.0) == 0
+    assert pacer.try_acquire(free, 10.0) == 0.0
+    assert pacer.stats().server_blocks == 1
+
+
+def test_remaining_is_counted_per_route() -> None:
+    pacer = Pacer(limit=60, safety_margin=2)
+    pacer.observe(120, 20, None, route="history", now=0.0)  # others used 100 of history's 120
+    assert pacer.stats().phantoms == 100
+    assert pacer.headroom("history", 0.0) == 18
+    assert pacer.headroom("get", 0.0) == 58
+    pacer.observe(60, 50, None, route="get", now=0.0)  # 10 on get, none of them ours
+    assert pacer.headroom("get", 0.0) == 48 and pacer.stats().phantoms == 110
+
+
+def test_observe_without_a_route_learns_for_the_request_it_ends() -> None:
+    pacer = Pacer(limit=60)
+    assert pacer.try_acquire("history", 0.0, request_id="r1") == 0.0
+    pacer.observe(120, 119, None, now=0.5, request_id="r1")
+    assert (pacer.limit_for("history"), pacer.limit_for("get")) == (120, 60)
+
+
+def test_an_answer_no_route_can_be_named_for_stops_every_route() -> None:
+    pacer = Pacer(limit=60)
+    pacer.observe(10, 0, 30.0, now=0.0)  # nothing in flight, no route given
+    for kind in ("get", "create", "history"):
+        assert pacer.try_acquire(kind, 0.0) == pytest.approx(30.0)
+        assert pacer.limit_for(kind) == 60  # its limit is not attributed to any route
+    assert pacer.try_acquire("get", 30.0) == 0.0
+
+
+def test_a_caller_blocked_on_one_route_does_not_hold_up_another() -> None:
+    clock = ManualClock()
+    pacer = Pacer(limit=1, window_s=10.0, safety_margin=0, poll_reserve=0, clock=clock)
+    assert pacer.try_acquire("history", 0.0) == 0.0  # history is full until t=10
+    done = threading.Event()
+
+    def blocked() -> None:
+        pacer.acquire("history")
+        done.set()
+
+    thread = threading.Thread(target=blocked, daemon=True)
+    thread.start()
+    clock.wait_for(lambda: clock.sleepers >= 1)
+    pacer.acquire("create")  # its own route: granted at once, at t=0
+    pacer.observe(None, None, None)
+    assert clock.monotonic() == 0.0 and not done.is_set()
+    clock.advance(10.0)
+    assert done.wait(5)
+    thread.join(5)
+    assert dict(pacer.stats().granted) == {"history": 2, "create": 1}

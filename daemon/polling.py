@@ -1,0 +1,167 @@
+"""Adaptive poll policy and duration estimates: pure maths, no I/O.
+
+:class:`PollPolicy` is pure: status, progress figures, elapsed and expected duration in;
+seconds until the next ``get`` of that job out (jittered by the injected ``random.Random``).
+:class:`DurationEstimator` keeps the EWMA of observed durations per ``sep_type`` that
+feeds ``expected_s``. Why polls are spent this way (the API budget) is worked out in the
+docstring of :mod:`daemon.pacing`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollPolicy:
+    """Seconds until the next ``get`` of one job: pure maths, all knobs documented here.
+
+    Every answer is ``base * (1 ± jitter)`` (uniform, from the caller's rng) and never below
+    ``min_interval_s``; ``base`` is clamped to ``[floor, max_interval_s]`` before jitter.
+    """
+
+    min_interval_s: float = 1.0
+    """Absolute floor of every delay, after jitter."""
+    jitter: float = 0.15
+    """Relative jitter: the delay is scaled by a uniform factor in [1 - jitter, 1 + jitter]."""
+    max_interval_s: float = 60.0
+    """Cap of every base delay: a job is polled at least about once a minute."""
+    waiting_base_s: float = 5.0
+    """``waiting`` with nothing ahead (position 0)."""
+    waiting_per_position_s: float = 5.0
+    """Added per job ahead in the queue (position 3 -> 20 s, 11+ -> the 60 s cap)."""
+    waiting_unknown_s: float = 15.0
+    """``waiting`` without a queue position."""
+    processing_unknown_s: float = 15.0
+    """``processing`` while no duration is expected yet (nothing observed, no prior)."""
+    processing_first_fraction: float = 0.8
+    """First poll of a running job at this fraction of its expected duration."""
+    processing_step_fraction: float = 0.2
+    """Then every ``step * expected`` until the expected duration has passed."""
+    processing_overdue_fraction: float = 0.1
+    """Past the expected duration: every ``overdue * elapsed`` (fast at first, then backs
+    off for a job that is very late)."""
+    processing_floor_s: float = 2.0
+    """Shortest base delay for running jobs (``processing``, ``distributing``, ``merging``)."""
+    distributing_unknown_s: float = 10.0
+    """``distributing`` before any chunk has finished."""
+    merging_s: float = 4.0
+    """``merging``: the chunks are done, the result follows shortly."""
+    done_pending_s: float = 4.0
+    """``done`` whose files have no urls yet."""
+    other_s: float = 10.0
+    """Any other status (unknown ones included)."""
+
+    def next_poll_delay(
+        self,
+        *,
+        status: str,
+        queue_position: int | None,
+        finished_chunks: int | None,
+        all_chunks: int | None,
+        elapsed_s: float,
+        expected_s: float | None,
+        rng: random.Random,
+    ) -> float:
+        """Seconds until the next ``get`` of a job whose last answer had ``status``.
+
+        ``queue_position``: jobs ahead of it (``current_order``, else ``queue_count``);
+        ``elapsed_s``: seconds since its create was answered; ``expected_s``: from
+        :meth:`DurationEstimator.expected` for its ``sep_type``.
+        """
+        base = self._base_delay(
+            status, queue_position, finished_chunks, all_chunks, elapsed_s, expected_s
+        )
+        factor = 1.0 + self.jitter * (2.0 * rng.random() - 1.0)
+        return max(self.min_interval_s, base * factor)
+
+    def _base_delay(
+        self,
+        status: str,
+        queue_position: int | None,
+        finished_chunks: int | None,
+        all_chunks: int | None,
+        elapsed_s: float,
+        expected_s: float | None,
+    ) -> float:
+        if status == "waiting":
+            return self._clamp(self._waiting(queue_position), self.waiting_base_s)
+        if status == "processing":
+            return self._clamp(self._processing(elapsed_s, expected_s), self.processing_floor_s)
+        if status == "distributing":
+            delay = self._distributing(finished_chunks, all_chunks, elapsed_s)
+            return self._clamp(delay, self.processing_floor_s)
+        if status == "merging":
+            return self._clamp(self.merging_s, self.processing_floor_s)
+        if status == "done":
+            return self._clamp(self.done_pending_s, self.min_interval_s)
+        return self._clamp(self.other_s, self.min_interval_s)
+
+    def _clamp(self, delay: float, floor: float) -> float:
+        return min(self.max_interval_s, max(floor, self.min_interval_s, delay))
+
+    def _waiting(self, position: int | None) -> float:
+        if position is None:
+            return self.waiting_unknown_s
+        return self.waiting_base_s + self.waiting_per_position_s * max(0, position)
+
+    def _processing(self, elapsed_s: float, expected_s: float | None) -> float:
+        if expected_s is None or expected_s <= 0:
+            return self.processing_unknown_s
+        first = self.processing_first_fraction * expected_s
+        if elapsed_s < first:
+            return first - elapsed_s
+        if elapsed_s <= expected_s:
+            return self.processing_step_fraction * expected_s
+        return self.processing_overdue_fraction * elapsed_s
+
+    def _distributing(self, finished: int | None, total: int | None, elapsed_s: float) -> float:
+        if not finished or not total or finished <= 0 or elapsed_s <= 0:
+            return self.distributing_unknown_s
+        per_chunk_s = elapsed_s / finished
+        return per_chunk_s * max(0, total - finished)
+
+
+class DurationEstimator:
+    """EWMA of observed create->done durations, per ``sep_type`` with a global fallback.
+
+    ``expected(sep_type)``: that type's EWMA once it has one observation, else the global
+    EWMA over all types, else ``prior_s`` (``None`` by default: the policy then polls at its
+    ``processing_unknown_s`` cadence). ``alpha`` [0.3] weighs the newest observation; the
+    first observation of a key seeds its average. Thread-safe; no I/O.
+    """
+
+    def __init__(self, *, alpha: float = 0.3, prior_s: float | None = None) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError("alpha must be in (0, 1]")
+        self._alpha = alpha
+        self._prior_s = prior_s
+        self._by_type: dict[int, float] = {}
+        self._global: float | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, sep_type: int, seconds: float) -> None:
+        """Record one job's duration; non-finite or non-positive values are ignored."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            return
+        with self._lock:
+            self._by_type[sep_type] = self._ewma(self._by_type.get(sep_type), seconds)
+            self._global = self._ewma(self._global, seconds)
+
+    def expected(self, sep_type: int) -> float | None:
+        with self._lock:
+            found = self._by_type.get(sep_type)
+            if found is not None:
+                return found
+            return self._global if self._global is not None else self._prior_s
+
+    def _ewma(self, current: float | None, value: float) -> float:
+        if current is None:
+            return value
+        return current + self._alpha * (value - current)
+
+
+__all__ = ["DurationEstimator", "PollPolicy"]
