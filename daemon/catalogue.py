@@ -43,7 +43,7 @@ class ResolvedPreset:
 
     sep_type: int
     algorithm_name: str
-    options: dict[str, str]  # add_opt1..add_opt4 -> option key (or free text)
+    options: dict[str, str]  # add_opt1..add_opt10 -> option key (or free text), in order
     output_format: OutputFormat
     price_coefficient: float
     stems: list[str] = field(default_factory=list)
@@ -326,7 +326,13 @@ def _resolve_options(
     for fld in algo.fields:
         if fld.name not in chosen and fld.default_key is not None:
             chosen[fld.name] = fld.default_key
-    return dict(sorted(chosen.items()))
+    return dict(sorted(chosen.items(), key=lambda item: _field_order(item[0])))
+
+
+def _field_order(name: str) -> tuple[int, str]:
+    """``add_opt2`` before ``add_opt10`` (numeric order), unknown names after, by name."""
+    found = re.fullmatch(r"add_opt(\d+)", name)
+    return (int(found.group(1)), "") if found else (1 << 30, name)
 
 
 # ---------------------------------------------------------------------- disk cache

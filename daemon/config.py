@@ -67,12 +67,23 @@ class JournalSection(_Section):
     path: Path = Field(default_factory=lambda: default_state_dir() / "journal.sqlite")
 
 
+OPTION_NUMBERS: tuple[int, ...] = tuple(range(1, 11))
+"""The ``add_optN`` fields a separation type may have (sep_type 121 uses all ten)."""
+OPTION_FIELDS: tuple[str, ...] = tuple(f"add_opt{n}" for n in OPTION_NUMBERS)
+
+
 class PresetSection(_Section):
     sep_type: int | str
     add_opt1: str | int | None = None
     add_opt2: str | int | None = None
     add_opt3: str | int | None = None
     add_opt4: str | int | None = None
+    add_opt5: str | int | None = None
+    add_opt6: str | int | None = None
+    add_opt7: str | int | None = None
+    add_opt8: str | int | None = None
+    add_opt9: str | int | None = None
+    add_opt10: str | int | None = None
     output_format: str | int = "flac16"
 
     @field_validator("output_format")
@@ -86,13 +97,9 @@ class PresetSection(_Section):
         return parse_output_format(self.output_format)
 
     def options(self) -> dict[str, str]:
-        """The add_opt fields that are set, as strings (keys or labels, resolved later)."""
-        raw = {
-            "add_opt1": self.add_opt1,
-            "add_opt2": self.add_opt2,
-            "add_opt3": self.add_opt3,
-            "add_opt4": self.add_opt4,
-        }
+        """The add_opt1..add_opt10 fields that are set, as strings (keys or labels, resolved
+        later against the catalogue)."""
+        raw = {name: getattr(self, name) for name in OPTION_FIELDS}
         return {k: str(v) for k, v in raw.items() if v is not None}
 
 

@@ -290,3 +290,37 @@ def test_real_capture_round_trips_through_cache(tmp_path: Path, captures: Path) 
     assert [a.render_id for a in cached.algorithms] == [a["render_id"] for a in raw]
     assert cached.resolve(sep_type=120, options={}, output_format=0,
                           where=WHERE).options == {"add_opt3": "auto", "add_opt4": "0"}  # fmt: skip
+
+
+# ------------------------------------------------------------------ ten fields (sep_type 121)
+
+# The capture has no type past add_opt4; the shape of sep_type 121 (add_opt1..add_opt10) is
+# taken from the public clients (../shared/mvsep-api.md, "Learned later").
+TEN: list[dict[str, Any]] = [
+    {"id": 9, "render_id": 121, "name": "Many Options (vocals, other)", "price_coefficient": 1,
+     "is_active": 1, "orientation": 0, "output_stems": '["vocals","other"]',
+     "algorithm_fields": [
+         *(_field(f"add_opt{n}", f"Setting {n}", {"0": f"off {n}", "1": f"on {n}"}, "0")
+           for n in range(1, 10)),
+         _field("add_opt10", "Prompt", {}, None, input_type="text"),
+     ]},
+]  # fmt: skip
+
+
+def test_all_ten_options_by_key_label_and_default() -> None:
+    ten = Catalogue(TEN)
+    got = ten.resolve(sep_type=121, options={"add_opt5": "1", "Setting 9": "on 9",
+                                             "add_opt10": "a free prompt"},
+                      output_format="mp3", where=WHERE)  # fmt: skip
+    expected = {f"add_opt{n}": "0" for n in range(1, 10)}
+    expected.update({"add_opt5": "1", "add_opt9": "1", "add_opt10": "a free prompt"})
+    assert got.options == expected
+    assert list(got.options) == [f"add_opt{n}" for n in range(1, 11)]  # numeric order
+
+
+def test_problems_past_add_opt4_name_the_key() -> None:
+    problems = _problems(Catalogue(TEN), sep_type=121, options={"add_opt7": "maybe",
+                                                                "add_opt11": "1"})  # fmt: skip
+    assert problems[0].startswith(f"{WHERE}.options.add_opt7: no choice 'maybe' for 'Setting 7'")
+    assert problems[1].startswith(f"{WHERE}.options: 'add_opt11' is not an option of")
+    assert "add_opt10 'Prompt'" in problems[1]

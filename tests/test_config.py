@@ -64,12 +64,27 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ("[[inbox]]\npath = 'a'\noutput = 'b'\n", "[[inbox]] #1 preset: required key is missing"),
         ("[engine]\nmax_transfers = 'many'\n", "[engine] max_transfers: Input should be a valid"),
         ("[logging]\nlevel = 'loud'\n", "[logging] level: Input should be 'debug'"),
+        ("[presets.x]\nsep_type = 121\nadd_opt11 = '1'\n", "[presets.x] add_opt11: unknown key"),
+        ("[presets.x]\nsep_type = 1\nadd_opt7 = [1]\n", "[presets.x] add_opt7 str: Input should"),
     ],
 )
 def test_each_field_error_names_file_and_key(tmp_path: Path, snippet: str, expected: str) -> None:
     path = write(tmp_path, snippet)
     lines = problems(path)
     assert any(line.startswith(f"{path}: ") and expected in line for line in lines), lines
+
+
+def test_presets_take_add_opt1_to_add_opt10(tmp_path: Path) -> None:
+    opts = "".join(f"add_opt{n} = {n * 10 if n % 2 else repr(str(n))}\n" for n in range(1, 11))
+    path = write(tmp_path, GOOD.replace("[presets.v]\nsep_type = 40\n", "") +
+                 f"[presets.all]\nsep_type = 121\n{opts}[presets.some]\nsep_type = 121\n"
+                 "add_opt5 = 'x'\nadd_opt10 = 0\n[presets.v]\nsep_type = 40\n")  # fmt: skip
+    settings, _ = load_settings(path, env=TOKEN_ENV)
+    assert settings.presets["all"].options() == {
+        f"add_opt{n}": str(n * 10) if n % 2 else str(n) for n in range(1, 11)
+    }
+    assert settings.presets["some"].options() == {"add_opt5": "x", "add_opt10": "0"}
+    assert settings.presets["v"].options() == {}
 
 
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:

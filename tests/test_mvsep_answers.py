@@ -12,6 +12,7 @@ import gc
 import random
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -170,3 +171,27 @@ def test_done_with_large_peaks_parses_fast_and_keeps_no_peaks() -> None:
     # 100,000 numbers came in; nothing longer than the ten files is held by the result.
     assert largest_list_reachable(status) <= 10
     assert elapsed_s < 5.0, f"parsing a 10-file done answer took {elapsed_s:.2f}s"
+
+
+# ---------------------------------------------------------------------------------------------
+# add_opt1..add_opt10 (no type of the emulator's catalogue has more than four fields yet)
+
+TEN_OPTIONS = {f"add_opt{n}": str(n % 3) for n in range(1, 11)} | {"add_opt10": "free text"}
+
+
+def test_create_sends_all_ten_options_form_encoded() -> None:
+    client, sent = client_answering({"success": "true", "data": {"hash": "H1", "link": "x"}})
+    client.create(sep_type=121, output_format=1, options=TEN_OPTIONS, url="http://h/x")
+    form = dict(httpx.QueryParams(sent[0].content.decode()))
+    assert {k: form[k] for k in TEN_OPTIONS} == TEN_OPTIONS
+    assert form["sep_type"] == "121"
+
+
+def test_create_sends_all_ten_options_in_the_upload(tmp_path: Path) -> None:
+    audio = tmp_path / "song.wav"
+    audio.write_bytes(b"RIFF" + bytes(2000))
+    client, sent = client_answering({"success": "true", "data": {"hash": "H1", "link": "x"}})
+    client.create(sep_type=121, output_format=1, options=TEN_OPTIONS, file=audio)
+    body = sent[0].content
+    for key, value in TEN_OPTIONS.items():
+        assert f'name="{key}"\r\n\r\n{value}\r\n'.encode() in body
