@@ -60,8 +60,17 @@ def _add_separate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sep.add_argument("files", nargs="+", type=Path, metavar="FILE")
     sep.add_argument("--preset", help="a [presets.NAME] from the config")
     sep.add_argument("--sep-type", help="separation type: number or algorithm name")
-    for n in (1, 2, 3, 4):
+    for n in (1, 2, 3, 4):  # the short spelling the README shows (--opt1 K)
         sep.add_argument(f"--opt{n}", metavar="KEY", help=f"add_opt{n}: option key or label")
+    sep.add_argument(
+        "--opt",
+        nargs=2,
+        action="append",
+        default=[],
+        dest="opt_pairs",
+        metavar=("N", "KEY"),
+        help="add_optN (N = 1..10; repeatable): option key or label",
+    )
     sep.add_argument("--format", dest="output_format", help="output format, e.g. flac24, wav16")
     sep.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     sep.add_argument("--base-url", help="MVSEP base URL (overrides [mvsep] base_url)")
@@ -75,8 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["emulator"]:
         return _emulator(args_list[1:])
-    parser = build_parser()
-    args = parser.parse_args(args_list)
+    args = parse_args(args_list)
     try:
         return _dispatch(args)
     except ConfigError as exc:
@@ -95,6 +103,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `mvsep-watch status | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv``; for ``separate``, every ``--opt N KEY`` becomes ``args.optN`` (1..10,
+    beside ``--opt1``..``--opt4``). A bad or repeated ``N`` is a usage error (exit 2)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "separate":
+        try:
+            _fold_options(args)
+        except ValueError as exc:
+            parser.error(str(exc))
+    return args
+
+
+def _fold_options(args: argparse.Namespace) -> None:
+    from daemon.config import OPTION_NUMBERS
+
+    for n in OPTION_NUMBERS:
+        if not hasattr(args, f"opt{n}"):
+            setattr(args, f"opt{n}", None)
+    for raw, key in args.opt_pairs:
+        number = int(raw) if raw.strip().isdigit() else 0
+        if number not in OPTION_NUMBERS:
+            first, last = OPTION_NUMBERS[0], OPTION_NUMBERS[-1]
+            raise ValueError(f"--opt {raw} {key}: N must be a number {first}..{last}")
+        if getattr(args, f"opt{number}") is not None:
+            raise ValueError(f"--opt {raw} {key}: add_opt{number} is given twice")
+        setattr(args, f"opt{number}", key)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

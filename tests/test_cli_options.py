@@ -1,0 +1,60 @@
+"""``mvsep-watch separate`` option flags: ``--opt1``..``--opt4`` as the README shows them, and
+``--opt N KEY`` (repeatable) for add_opt1..add_opt10."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.cli import parse_args
+from daemon.config import OPTION_NUMBERS, Settings
+from daemon.separate import requested_preset
+
+BASE = ["separate", "song.wav", "--sep-type", "121"]
+
+
+def options_of(argv: list[str]) -> dict[int, str | None]:
+    args = parse_args(BASE + argv)
+    return {n: getattr(args, f"opt{n}") for n in OPTION_NUMBERS}
+
+
+def test_readme_spelling_still_works_word_for_word() -> None:
+    got = options_of(["--opt1", "K", "--opt4", "Extract vocals first"])
+    assert got[1] == "K" and got[4] == "Extract vocals first"
+    assert {n for n, v in got.items() if v is not None} == {1, 4}
+
+
+def test_opt_n_key_is_repeatable_up_to_ten() -> None:
+    got = options_of(["--opt", "5", "x", "--opt", "10", "free text", "--opt2", "8"])
+    assert (got[2], got[5], got[10]) == ("8", "x", "free text")
+    assert {n for n, v in got.items() if v is not None} == {2, 5, 10}
+
+
+def test_every_n_from_one_to_ten() -> None:
+    argv = [word for n in OPTION_NUMBERS for word in ("--opt", str(n), f"v{n}")]
+    assert options_of(argv) == {n: f"v{n}" for n in OPTION_NUMBERS}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--opt", "11", "x"], "--opt 11 x: N must be a number 1..10"),
+        (["--opt", "0", "x"], "--opt 0 x: N must be a number 1..10"),
+        (["--opt", "two", "x"], "--opt two x: N must be a number 1..10"),
+        (["--opt", "3", "a", "--opt", "3", "b"], "--opt 3 b: add_opt3 is given twice"),
+        (["--opt1", "a", "--opt", "1", "b"], "--opt 1 b: add_opt1 is given twice"),
+    ],
+)
+def test_bad_opt_is_a_usage_error_naming_it(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(BASE + argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_opt_n_reaches_the_command_line_preset() -> None:
+    args = parse_args(BASE + ["--opt", "3", "1", "--opt1", "Hello"])
+    name, preset = requested_preset(args, Settings())
+    assert name == "command-line" and preset.sep_type == 121
+    assert preset.options() == {"add_opt1": "Hello", "add_opt3": "1"}
