@@ -2,7 +2,8 @@
 
 ``MvsepClient`` (in :mod:`daemon.mvsep.client`) makes the calls; :mod:`daemon.mvsep.models`
 holds the lenient pydantic models of the answers; :mod:`daemon.mvsep.failures` is the one
-place where foreign failures become :mod:`daemon.errors` errors.
+place where foreign failures become :mod:`daemon.errors` errors; :mod:`daemon.mvsep.streams`
+streams uploads and resumable downloads.
 """
 
 from daemon.mvsep.client import MvsepClient, RateLimit, RequestGate

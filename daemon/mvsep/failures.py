@@ -15,13 +15,17 @@ HTTP 401                                              ``ApiAuthError``
 HTTP 5xx                                              ``ApiServerError``; create: ``OutcomeUnknown``
 body not JSON, HTTP 4xx                               ``ApiRejected``
 body not JSON, any other status (HTML under 200...)   ``ApiServerError``; create: ``OutcomeUnknown``
-``status: "not_found"``, or error text "... hash not    ``ApiNotFound``
-found" / "separation not found" (any body shape)
+``status: "not_found"``                               ``ApiNotFound``
+error text has "hash not found" / "separation not     ``ApiNotFound`` ("File or File Hash not
+found" (any of the three body shapes)                 found" on the real service)
 ``success: false`` or HTTP 4xx, text has "parallel"   ``ApiSlotsFull``
 ... text names the api token (400/403)                ``ApiAuthError``
 ... anything else                                     ``ApiRejected``
 success but fields missing / wrong shape              ``ApiServerError``; create: ``OutcomeUnknown``
 ====================================================  ========================================
+
+``success`` counts as false when it is ``False``, ``"false"``, ``0`` or ``"0"`` (create answers
+``"true"``, a string; see :func:`is_success`).
 
 Secrets: every message is built here from the call's method and *path* (never the query,
 which carries ``api_token``) and passed through :meth:`CallContext.redact`. A foreign cause is
