@@ -298,7 +298,7 @@ class EmulatorState:
         now = self.clock()
         with self.lock:
             waiting = [j for j in self.jobs.values() if j.phase(now).status == "waiting"]
-        ahead = sum(1 for j in waiting if j.created_mono < job.created_mono)
+        ahead = sum(1 for j in waiting if (j.created_mono, j.id) < (job.created_mono, job.id))
         return len(waiting), ahead + 1
 
     def view(self, job: Job) -> JobView:
