@@ -180,6 +180,8 @@ class EmulatorState:
 
     def settle(self) -> None:
         """Give queued jobs (``over_limit="queue"``) the slots that freed since last asked."""
+        if self.options.over_limit != "queue":
+            return  # nothing is ever queued
         now = self.clock()
         with self.lock:
             by_token: dict[str, list[Job]] = {}
