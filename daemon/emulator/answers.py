@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import random
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from daemon.emulator.jobs import Job, Phase
+from daemon.emulator.jobs import Job, Phase, StemOut
 from daemon.formats import BY_CODE
 
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+NOT_FOUND_MESSAGE = "File or File Hash not found"  # the real text (public clients, 2026)
 
 
 @dataclass
@@ -42,7 +45,7 @@ def not_found() -> Answer:
     """The answer for an unknown or expired hash."""
     return Answer(
         200,
-        {"success": False, "status": "not_found", "data": {"message": "Separation not found"}},
+        {"success": False, "status": "not_found", "data": {"message": NOT_FOUND_MESSAGE}},
     )
 
 
@@ -110,7 +113,7 @@ def _status_message(job: Job, phase: Phase) -> str:
 
 def _done_data(job: Job, phase: Phase, base_url: str) -> dict[str, Any]:
     fmt = BY_CODE[job.output_format]
-    files = [_file_entry(job, stem.label, stem.filename, stem.size, base_url) for stem in job.files]
+    files = [_file_entry(job, stem, base_url) for stem in job.files]
     return {
         "algorithm": job.type_spec.name,
         "algorithm_description": job.type_spec.description,
@@ -127,14 +130,29 @@ def _done_data(job: Job, phase: Phase, base_url: str) -> dict[str, Any]:
     }
 
 
-def _file_entry(job: Job, label: str, filename: str, size: int, base_url: str) -> dict[str, Any]:
-    return {
-        "type": label,
-        "url": file_url(base_url, job, filename),
-        "size": human_size(size),
+def _file_entry(job: Job, stem: StemOut, base_url: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "type": stem.label,
+        "url": file_url(base_url, job, stem.filename),
+        "size": human_size(stem.size),
         "image": "",
-        "download": filename,
+        "download": stem.filename,
     }
+    if job.peaks_len > 0:
+        entry["peaks"] = peaks_of(job, stem)
+    return entry
+
+
+def peaks_of(job: Job, stem: StemOut) -> list[float]:
+    """The stem's ``peaks``: ``job.peaks_len`` waveform-like numbers in 0..1, made once.
+
+    The real array's meaning is not documented (a waveform for the site's player); these are
+    seeded by the job hash and file name, so every answer carries the same numbers.
+    """
+    if stem.peaks is None or len(stem.peaks) != job.peaks_len:
+        rng = random.Random(f"{job.hash}/{stem.filename}")
+        stem.peaks = [round(rng.random(), 4) for _ in range(job.peaks_len)]
+    return stem.peaks
 
 
 def history_entry(job: Job, phase: Phase, now: float) -> dict[str, Any]:
@@ -149,7 +167,7 @@ def history_entry(job: Job, phase: Phase, now: float) -> dict[str, Any]:
         "updated_at": stamp,
         "job_exists": exists,
         "credits": _number(job.credits) if exists else None,
-        "time_left": int(job.deletion_at() - now),
+        "time_left": _time_left(job, now),
         "algorithm": {
             "name": spec.name,
             "algorithm_group_id": spec.raw.get("algorithm_group_id"),
@@ -160,6 +178,12 @@ def history_entry(job: Job, phase: Phase, now: float) -> dict[str, Any]:
             "updated_at": spec.raw.get("updated_at"),
         },
     }
+
+
+def _time_left(job: Job, now: float) -> int:
+    """Seconds until deletion; a job still queued for a slot: the whole keeping time."""
+    left = job.deletion_at() - now
+    return int(left) if math.isfinite(left) else int(job.expire_after_s)
 
 
 def _number(value: float) -> float | int:

@@ -7,7 +7,6 @@ limit, injected HTTP faults, the unknown-parameter check, then the route's handl
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,11 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from daemon.emulator import answers
+from daemon.emulator.admin import admin_routes
 from daemon.emulator.answers import Answer, error_message, error_plain
 from daemon.emulator.creating import create_job
 from daemon.emulator.dropping import DropLayer
-from daemon.emulator.faults import fault_from_json
+from daemon.emulator.jobs import Job
 from daemon.emulator.state import Account, EmulatorState
 from daemon.emulator.validation import unknown_params
 
@@ -34,6 +34,12 @@ HTTP_FAULTS = frozenset({"http_5xx", "http_429", "slow"})
 def base_url_of(request: Request) -> str:
     """``http://host:port`` as the client addressed us (so ``[::1]`` works)."""
     return str(request.base_url).rstrip("/")
+
+
+def local_port(request: Request) -> int | None:
+    """The port of ours the request came in on (each region has its own)."""
+    server = request.scope.get("server")
+    return int(server[1]) if server else None
 
 
 def to_response(answer: Answer) -> Response:
@@ -64,10 +70,7 @@ class EmulatorApp:
             Route("/api/app/separation_history", api("history", self.history), methods=["GET"]),
             Route("/storage/temp/{hash}", self.download_input, methods=["GET", "HEAD"]),
             Route("/storage/{hash}/{filename}", self.download_stem, methods=["GET", "HEAD"]),
-            Route("/_emulator/faults", self.admin_faults, methods=["POST", "GET"]),
-            Route("/_emulator/stats", self.admin_stats, methods=["GET"]),
-            Route("/_emulator/jobs", self.admin_jobs, methods=["GET"]),
-            Route("/_emulator/reset", self.admin_reset, methods=["POST"]),
+            *admin_routes(self.state),
         ]
         return DropLayer(Starlette(routes=routes), self.state)
 
@@ -77,6 +80,7 @@ class EmulatorApp:
 
         async def route(request: Request) -> Response:
             self.state.count_call(endpoint)
+            self.state.settle()
             params, upload = await self._params(request)
             try:
                 answer = await self._answer(request, endpoint, handler, params, upload)
@@ -96,7 +100,7 @@ class EmulatorApp:
         upload: UploadFile | None,
     ) -> Answer:
         client = request.client.host if request.client else "unknown"
-        decision = self.state.rate_hit(params.get("api_token") or f"ip:{client}")
+        decision = self.state.rate_hit(endpoint, params.get("api_token") or f"ip:{client}")
         if decision.retry_after_s is not None:
             answer = error_plain("Too Many Attempts.", 429)
         else:
@@ -152,13 +156,30 @@ class EmulatorApp:
     def _account(self, params: Params) -> Account | None:
         return self.state.account_for(params.get("api_token"))
 
+    def _region(self, request: Request) -> str | None:
+        """The region the request reached (None when the emulator has no regions)."""
+        return self.state.regions.region_for_port(local_port(request))
+
+    def _home_url(self, request: Request, job: Job) -> str:
+        """The base url of the job's region (its files are served only there)."""
+        if job.region is None:
+            return base_url_of(request)
+        return self.state.regions.url(job.region)
+
     # -- separation ----------------------------------------------------------------------
     async def create(self, request: Request, params: Params, upload: UploadFile | None) -> Answer:
         """``POST /api/separation/create``."""
         account = self._account(params)
         if account is None:
             return error_message("Invalid api_token", 401)
-        answer = await create_job(self.state, account, params, upload, base_url_of(request))
+        answer = await create_job(
+            self.state,
+            account,
+            params,
+            upload,
+            base_url=base_url_of(request),
+            region=self._region(request),
+        )
         if answer.status_code == 200 and self.state.faults.take("create", {"drop_after_create"}):
             request.state.emulator_drop = "answer"
         return answer
@@ -185,7 +206,7 @@ class EmulatorApp:
             return answers.not_found()
         queue = self.state.queue_position(job) if phase.status == "waiting" else (0, 0)
         return Answer(
-            200, answers.status_body(job, phase, base_url=base_url_of(request), queue=queue)
+            200, answers.status_body(job, phase, base_url=self._home_url(request, job), queue=queue)
         )
 
     async def get_remote(
@@ -213,7 +234,7 @@ class EmulatorApp:
                 200, {"success": True, "status": "failed", "data": {"message": job.failure}}
             )
         if fetched:
-            link = f"{base_url_of(request)}/api/separation/get?hash={job.hash}"
+            link = f"{self._home_url(request, job)}/api/separation/get?hash={job.hash}"
             return Answer(
                 200, {"success": True, "status": "done", "data": {"link": link, "hash": job.hash}}
             )
@@ -257,7 +278,7 @@ class EmulatorApp:
         account = self._account(params)
         if account is None:
             return error_plain("Invalid api_token")
-        data = self._user_data(account) | {"current_queue": self.state.active_jobs(account)}
+        data = self._user_data(account) | {"current_queue": self.state.in_flight(account)}
         return Answer(200, {"success": True, "data": data})
 
     async def login(self, request: Request, params: Params, upload: UploadFile | None) -> Answer:
@@ -323,10 +344,16 @@ class EmulatorApp:
         fault = await self._faulted("download")
         if fault is not None:
             return to_response(fault)
+        self.state.settle()
         now = self.state.clock()
+        region = self._region(request)
         with self.state.lock:
             job = self.state.jobs.get(job_hash)
-            if job is None or job.phase(now).status in ("expired", "cancelled"):
+            if (
+                job is None
+                or job.phase(now).status in ("expired", "cancelled")
+                or job.region != region  # stored in another region: not on this host
+            ):
                 return JSONResponse({"success": False, "message": "Not found"}, status_code=404)
             if filename is None:
                 path, name = job.input_path, job.hash
@@ -342,48 +369,6 @@ class EmulatorApp:
             if throttle is not None:
                 return throttled_file(path, name, seconds=throttle.delay_s)
         return FileResponse(path, filename=name)
-
-    # -- admin ---------------------------------------------------------------------------
-    async def admin_faults(self, request: Request) -> Response:
-        """``POST /_emulator/faults``: arm a JSON fault or list of faults; GET lists them."""
-        if request.method == "GET":
-            return JSONResponse([f.to_json() for f in self.state.faults.pending()])
-        try:
-            payload = json.loads(await request.body())
-            items = payload if isinstance(payload, list) else [payload]
-            faults = [fault_from_json(item) for item in items]
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"success": False, "message": str(exc)}, status_code=400)
-        for fault in faults:
-            self.state.faults.add(fault)
-        return JSONResponse({"success": True, "armed": len(faults)})
-
-    async def admin_stats(self, request: Request) -> Response:
-        """``GET /_emulator/stats``."""
-        return JSONResponse(self.state.stats_json())
-
-    async def admin_jobs(self, request: Request) -> Response:
-        """``GET /_emulator/jobs``: job snapshots."""
-        views = self.state.snapshot()
-        body = {
-            h: {
-                "upload_name": v.upload_name,
-                "sep_type": v.sep_type,
-                "options": v.options,
-                "output_format": v.output_format,
-                "state": v.state,
-                "credits": v.credits,
-                "created_at": answers.format_date(v.created_at),
-                "failure": v.failure,
-            }
-            for h, v in views.items()
-        }
-        return JSONResponse(body)
-
-    async def admin_reset(self, request: Request) -> Response:
-        """``POST /_emulator/reset``: forget jobs, accounts, faults, stats."""
-        self.state.reset()
-        return JSONResponse({"success": True})
 
 
 THROTTLE_PIECES = 20

@@ -16,11 +16,16 @@ FALLBACK_STEMS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One ``add_optN`` field of a type: ``options`` is empty for text/textarea fields."""
+    """One ``add_optN`` field of a type: ``options`` is empty for text/textarea fields.
+
+    ``default`` is what an empty value means: ``default_key``, else (a guess, as for the real
+    sep_type 17 whose select has ``default_key: null``) the first option; ``""`` for text.
+    """
 
     name: str
     input_type: str
     options: frozenset[str]
+    default: str = ""
 
     def accepts(self, value: str) -> bool:
         """Whether ``value`` is a valid value of this field."""
@@ -88,10 +93,8 @@ def _json_field(value: Any, default: Any) -> Any:
 def _parse_type(entry: dict[str, Any]) -> TypeSpec:
     fields: dict[str, FieldSpec] = {}
     for field in entry.get("algorithm_fields") or []:
-        options = _json_field(field.get("options"), {})
-        keys = frozenset(str(k) for k in options) if isinstance(options, dict) else frozenset()
-        input_type = str(field.get("input_type") or "select")
-        fields[str(field["name"])] = FieldSpec(str(field["name"]), input_type, keys)
+        spec = _parse_field(field)
+        fields[spec.name] = spec
     descriptions = entry.get("algorithm_descriptions") or []
     english = [d for d in descriptions if d.get("lang") == "en"] or descriptions
     description = str(
@@ -108,6 +111,20 @@ def _parse_type(entry: dict[str, Any]) -> TypeSpec:
         description=description,
         raw=entry,
     )
+
+
+def _parse_field(field: dict[str, Any]) -> FieldSpec:
+    options = _json_field(field.get("options"), {})
+    ordered = [str(k) for k in options] if isinstance(options, dict) else []
+    input_type = str(field.get("input_type") or "select")
+    default_key = field.get("default_key")
+    default = ""
+    if input_type not in ("text", "textarea"):
+        if default_key is not None and (not ordered or str(default_key) in ordered):
+            default = str(default_key)
+        elif ordered:
+            default = ordered[0]
+    return FieldSpec(str(field["name"]), input_type, frozenset(ordered), default)
 
 
 def _stems(entry: dict[str, Any]) -> tuple[tuple[str, str], ...]:

@@ -7,8 +7,30 @@ import threading
 from pathlib import Path
 
 from daemon.emulator.faults import parse_fault_spec
-from daemon.emulator.options import EmulatorOptions
+from daemon.emulator.options import (
+    DEFAULT_PEAKS_LEN,
+    DEFAULT_RATE_LIMITS,
+    OVER_LIMIT_MODES,
+    RATE_ROUTES,
+    EmulatorOptions,
+)
 from daemon.emulator.server import EmulatorServer
+
+
+def parse_rate_limit(spec: str) -> tuple[str, int]:
+    """``ROUTE=N`` (e.g. ``history=120``) -> ``("history", 120)``."""
+    route, sep, number = spec.partition("=")
+    route = route.strip()
+    if not sep or route not in RATE_ROUTES:
+        routes = ", ".join(sorted(RATE_ROUTES))
+        raise argparse.ArgumentTypeError(f"expected ROUTE=N with ROUTE one of {routes}: {spec!r}")
+    try:
+        limit = int(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"N must be a whole number: {spec!r}") from None
+    if limit < 1:
+        raise argparse.ArgumentTypeError(f"N must be at least 1: {spec!r}")
+    return route, limit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +47,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--files-delay", type=float, default=0.0, help="done without files (s)")
     parser.add_argument("--expire-after", type=float, default=72 * 3600.0, help="results kept (s)")
     parser.add_argument("--chunk-seconds", type=float, default=600.0, help="distributing above")
-    parser.add_argument("--rate-limit-per-min", type=int, default=60)
+    defaults = ", ".join(f"{r}={n}" for r, n in DEFAULT_RATE_LIMITS.items())
+    parser.add_argument(
+        "--rate-limit-per-min",
+        type=int,
+        default=None,
+        help=f"one limit for every route (default per route: {defaults})",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=parse_rate_limit,
+        action="append",
+        default=[],
+        metavar="ROUTE=N",
+        help="requests per minute on one route, e.g. history=120 (repeat)",
+    )
     parser.add_argument("--no-rate-limit", action="store_true", help="never answer 429")
+    parser.add_argument(
+        "--parallel-limit", type=int, help="parallel jobs per account (default: free 1, premium 10)"
+    )
+    parser.add_argument(
+        "--over-limit",
+        choices=OVER_LIMIT_MODES,
+        default="reject",
+        help="past the parallel limit: reject the create (HTTP 400) or queue the job",
+    )
+    parser.add_argument(
+        "--peaks-len",
+        type=int,
+        default=DEFAULT_PEAKS_LEN,
+        help="numbers in each result file's peaks array (0: none)",
+    )
+    parser.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="serve a regional host on its own port (repeat; the entry acts as the first)",
+    )
     parser.add_argument("--data-dir", type=Path, help="keep job files here (default: temp)")
     parser.add_argument(
         "--fault", action="append", default=[], help="KIND[:ENDPOINT][:key=value...] (repeat)"
@@ -47,7 +105,12 @@ def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
         expire_after_s=args.expire_after,
         chunk_seconds=args.chunk_seconds,
         rate_limit_per_min=args.rate_limit_per_min,
+        rate_limits=dict(args.rate_limit),
         rate_limit=not args.no_rate_limit,
+        parallel_limit=args.parallel_limit,
+        over_limit=args.over_limit,
+        peaks_len=args.peaks_len,
+        regions=tuple(args.region),
         data_dir=args.data_dir,
     )
 
@@ -66,6 +129,10 @@ def main(argv: list[str], *, stop: threading.Event | None = None) -> int:
         for fault in faults:
             server.add_fault(fault)
         print(f"MVSEP emulator listening on {server.base_url}", flush=True)
+        for name, url in server.state.regions.urls().items():
+            print(f"region {name} on {url}", flush=True)
+        if server.steered is not None:
+            print(f"entry steered to {server.steered} (POST /_emulator/steer)", flush=True)
         try:
             (stop or threading.Event()).wait()
         except KeyboardInterrupt:

@@ -31,14 +31,20 @@ async def create_job(
     account: Account,
     params: dict[str, str],
     upload: UploadFile | None,
+    *,
     base_url: str,
+    region: str | None,
 ) -> Answer:
-    """Validate, save and register one job; the answer carries ``data.hash``/``data.link``."""
+    """Validate, save and register one job; the answer carries ``data.hash``/``data.link``.
+
+    ``region`` is the region the request reached (None without regions); the job lives
+    there. ``success`` is the string ``"true"``, as the real create answers.
+    """
     request = validate_create(state.catalogue, account.premium, params, upload is not None)
     if isinstance(request, Answer):
         return _rejected(state, request)
     limit = state.parallel_limit(account)
-    if state.active_jobs(account) >= limit:
+    if _over_limit(state, account) and state.options.over_limit == "reject":
         return _rejected(state, error_list(parallel_message(limit)))
     job_dir = state.new_job_dir()
     if upload is not None:
@@ -52,12 +58,21 @@ async def create_job(
     else:
         upload_name = PurePosixPath(urlsplit(request.url or "").path).name or "remote-audio"
         input_path = job_dir / ("input" + PurePosixPath(slugify_name(upload_name)).suffix)
-    job = _register(state, account, request, upload_name, job_dir, input_path)
+    job = _register(state, account, request, (upload_name, job_dir, input_path), region)
     if job is None:  # another create took the last slot while this one uploaded
         shutil.rmtree(job_dir, ignore_errors=True)
         return _rejected(state, error_list(parallel_message(limit)))
-    link = f"{base_url}/api/separation/get?hash={job.hash}"
-    return Answer(200, {"success": True, "data": {"link": link, "hash": job.hash}})
+    home = state.regions.url(region) if region is not None else base_url
+    link = f"{home}/api/separation/get?hash={job.hash}"
+    return Answer(200, {"success": "true", "data": {"link": link, "hash": job.hash}})
+
+
+def _over_limit(state: EmulatorState, account: Account) -> bool:
+    """Whether a new job would exceed the account's parallel limit (or queue behind others)."""
+    state.settle()
+    with state.lock:
+        queued = any(j.queued for j in state.jobs.values() if j.token == account.token)
+        return queued or state.active_jobs(account) >= state.parallel_limit(account)
 
 
 def _rejected(state: EmulatorState, answer: Answer) -> Answer:
@@ -99,16 +114,21 @@ def _register(
     state: EmulatorState,
     account: Account,
     request: CreateRequest,
-    upload_name: str,
-    job_dir: Path,
-    input_path: Path,
+    where: tuple[str, Path, Path],
+    region: str | None,
 ) -> Job | None:
-    """Build and register the job, rechecking the parallel limit under the lock."""
+    """Build and register the job, rechecking the parallel limit under the lock.
+
+    Over the limit: None (``over_limit="reject"``), or a job queued for a slot.
+    """
+    upload_name, job_dir, input_path = where
     info = probe(input_path) if request.url is None else None
     ext = BY_CODE[request.output_format].ext
     with state.lock:
-        if state.active_jobs(account) >= state.parallel_limit(account):
+        over = _over_limit(state, account)
+        if over and state.options.over_limit == "reject":
             return None
+        now = state.clock()
         fault = state.faults.take("create", {"job_failed"})
         job_hash = state.make_hash(account, upload_name)
         base = PurePosixPath(job_hash).stem
@@ -122,7 +142,10 @@ def _register(
             output_format=request.output_format,
             is_demo=request.is_demo,
             created_at=datetime.strptime(job_hash[:14], "%Y%m%d%H%M%S"),
-            created_mono=state.clock(),
+            created_mono=now,
+            slot_mono=None if over else now,
+            region=region,
+            peaks_len=state.options.peaks_len,
             waiting_s=state.options.waiting_s,
             processing_s=state.job_duration_s(),
             chunk_seconds=state.options.chunk_seconds,

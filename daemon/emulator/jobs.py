@@ -20,6 +20,7 @@ class StemOut:
     label: str
     filename: str
     size: int = 0
+    peaks: list[float] | None = None  # made on first use (see answers.peaks_of)
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,18 @@ class Job:
     credits: float = 0.0
     cancelled: bool = False
     failure: str | None = None
-    fail_at_mono: float | None = None
     dsp_done_mono: float | None = None
     files: list[StemOut] = field(default_factory=list)
     files_hidden_until: float = 0.0
+    # When the job got a parallel slot: its creation, or later when queued (over_limit "queue").
+    slot_mono: float | None = None
+    cancelled_mono: float | None = None
+    # A failure is reported by the worker (at failure_mono) or scheduled by the job_failed fault
+    # (shown at the end of the processing time); either shows only once the job has a slot.
+    failure_mono: float | None = None
+    failure_scheduled: bool = False
+    region: str | None = None
+    peaks_len: int = 0
 
     @property
     def sep_type(self) -> int:
@@ -78,9 +87,32 @@ class Job:
         return math.ceil(self.duration_s / self.chunk_seconds)
 
     @property
+    def queued(self) -> bool:
+        """Whether the job still waits for a parallel slot (and is not cancelled)."""
+        return self.slot_mono is None and not self.cancelled
+
+    @property
     def processing_start(self) -> float:
-        """Monotonic time at which processing starts."""
-        return self.created_mono + self.waiting_s
+        """Monotonic time at which processing starts (infinite while queued for a slot)."""
+        if self.slot_mono is None:
+            return math.inf
+        return self.slot_mono + self.waiting_s
+
+    def fail_at(self) -> float | None:
+        """When the job shows ``failed`` (None: it does not fail)."""
+        if self.failure is None:
+            return None
+        if self.failure_scheduled:
+            return self.processing_start + self.processing_s
+        reported = self.failure_mono if self.failure_mono is not None else 0.0
+        return max(reported, self.processing_start)
+
+    def ended_at(self, now: float) -> float | None:
+        """When the job stopped holding a parallel slot, if it has by ``now``."""
+        if self.cancelled:
+            return self.cancelled_mono if self.cancelled_mono is not None else now
+        ends = [t for t in (self.fail_at(), self.done_at()) if t is not None and t <= now]
+        return min(ends) if ends else None
 
     @property
     def timed_done(self) -> float:
@@ -105,7 +137,8 @@ class Job:
             return Phase("cancelled")
         if now >= self.deletion_at() and (self.done_at() is not None or self.failure):
             return Phase("expired")
-        if self.failure is not None and self.fail_at_mono is not None and now >= self.fail_at_mono:
+        fail_at = self.fail_at()
+        if fail_at is not None and now >= fail_at:
             return Phase("failed")
         if now < self.processing_start:
             return Phase("waiting")
@@ -128,5 +161,9 @@ class Job:
         return Phase("done", chunks, chunks, files_visible=visible)
 
     def is_active(self, now: float) -> bool:
-        """Whether the job counts against the parallel limit."""
+        """Whether the job is in flight (queued for a slot or not)."""
         return self.phase(now).status in ACTIVE_STATUSES
+
+    def holds_slot(self, now: float) -> bool:
+        """Whether the job counts against the parallel limit."""
+        return self.slot_mono is not None and self.is_active(now)

@@ -30,6 +30,8 @@ class EmulatorServer:
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``clock`` (monotonic
     seconds) drives job phases, expiry and rate-limit windows; tests may pass a manual one.
+    With ``options.regions``, each region also serves on a port of its own
+    (:meth:`region_url`); ``base_url`` is the entry, acting as the region :meth:`steer` chose.
     """
 
     def __init__(
@@ -49,25 +51,52 @@ class EmulatorServer:
         self.state = EmulatorState(self.options, data_dir, clock=clock)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
         self.port = 0
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (IPv6 hosts in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        """``http://127.0.0.1:PORT`` (IPv6 hosts in brackets): the steered entry."""
+        return self._url(self.port)
 
-    def start(self) -> EmulatorServer:
-        """Bind, start uvicorn in a daemon thread and wait until it serves."""
-        install_log_filter()
+    def _url(self, port: int) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}"
+
+    def region_url(self, name: str) -> str:
+        """The base url of region ``name`` (``ValueError`` for a region not configured)."""
+        return self.state.regions.url(name)
+
+    def steer(self, name: str) -> None:
+        """Make the entry (``base_url``) act as region ``name`` from now on."""
+        self.state.regions.steer(name)
+
+    @property
+    def steered(self) -> str | None:
+        """The region the entry acts as (None without regions)."""
+        return self.state.regions.steered
+
+    def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
+        sock.bind((self.host, port))
         sock.listen(128)
-        self._socket = sock
-        self.port = int(sock.getsockname()[1])
+        self._sockets.append(sock)
+        return sock
+
+    def start(self) -> EmulatorServer:
+        """Bind (the entry, then one port per region), start uvicorn in a daemon thread and
+        wait until it serves."""
+        install_log_filter()
+        try:
+            self.port = int(self._bind(self._requested_port).getsockname()[1])
+            for name in self.options.regions:
+                port = int(self._bind(0).getsockname()[1])
+                self.state.regions.bind(name, port, self._url(port))
+        except OSError:
+            self._close_sockets()
+            raise
         config = uvicorn.Config(
             EmulatorApp(self.state).build(),
             log_level="warning",
@@ -79,7 +108,7 @@ class EmulatorServer:
         server = uvicorn.Server(config)
         self._server = server
         self._thread = threading.Thread(
-            target=self._run, args=(server, sock), name="mvsep-emulator", daemon=True
+            target=self._run, args=(server, list(self._sockets)), name="mvsep-emulator", daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -90,13 +119,19 @@ class EmulatorServer:
         return self
 
     @staticmethod
-    def _run(server: uvicorn.Server, sock: socket.socket) -> None:
+    def _run(server: uvicorn.Server, sockets: list[socket.socket]) -> None:
         try:
-            asyncio.run(server.serve(sockets=[sock]))
+            asyncio.run(server.serve(sockets=sockets))
         except Exception:  # a crash must not vanish into an unhandled thread exception
             logger.exception("the emulator's server thread failed")
         finally:
+            for sock in sockets:
+                sock.close()
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets:
             sock.close()
+        self._sockets = []
 
     def stop(self) -> None:
         """Stop serving, stop the DSP workers and remove the temporary data directory."""
@@ -106,7 +141,8 @@ class EmulatorServer:
             self._thread.join(STOP_TIMEOUT_S)
             if self._thread.is_alive():
                 logger.warning("the emulator's server thread is still stopping")
-        self._server = self._thread = self._socket = None
+        self._server = self._thread = None
+        self._sockets = []
         self.state.close()
         if self._owns_data_dir:
             self.state.remove_data()

@@ -24,6 +24,9 @@ from daemon.emulator.catalogue import Catalogue, TypeSpec
 from daemon.emulator.faults import FaultBook
 from daemon.emulator.jobs import Job
 from daemon.emulator.options import EmulatorOptions
+from daemon.emulator.queueing import grant_slots
+from daemon.emulator.ratelimit import RateDecision, RateLimiter
+from daemon.emulator.regions import Regions
 from daemon.emulator.worker import run_job
 
 Clock = Callable[[], float]
@@ -43,45 +46,6 @@ class Account:
     def name(self) -> str:
         """The user's display name."""
         return self.email.split("@", 1)[0]
-
-
-@dataclass(frozen=True)
-class RateDecision:
-    """The rate limiter's verdict for one request."""
-
-    limit: int
-    remaining: int
-    retry_after_s: int | None  # set when the request must get a 429
-
-    def headers(self) -> dict[str, str]:
-        """``X-RateLimit-*`` (and ``Retry-After`` on a 429)."""
-        out = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining)}
-        if self.retry_after_s is not None:
-            out["Retry-After"] = str(self.retry_after_s)
-        return out
-
-
-class RateLimiter:
-    """A fixed window per key, like Laravel's throttle middleware (429s do not count)."""
-
-    def __init__(self, *, limit: int, window_s: float, enabled: bool, clock: Clock) -> None:
-        self.limit, self.window_s, self.enabled, self.clock = limit, window_s, enabled, clock
-        self._windows: dict[str, tuple[float, int]] = {}
-
-    def hit(self, key: str) -> RateDecision:
-        """Count one request of ``key``; not thread-safe on its own (the state locks)."""
-        now = self.clock()
-        start, count = self._windows.get(key, (now, 0))
-        if now >= start + self.window_s:
-            start, count = now, 0
-        if self.enabled and count >= self.limit:
-            return RateDecision(self.limit, 0, max(1, math.ceil(start + self.window_s - now)))
-        self._windows[key] = (start, count + 1)
-        return RateDecision(self.limit, max(0, self.limit - count - 1), None)
-
-    def clear(self) -> None:
-        """Forget every window."""
-        self._windows.clear()
 
 
 @dataclass
@@ -126,6 +90,8 @@ class JobView:
     failure: str | None
     files: tuple[str, ...]
     source_url: str | None
+    region: str | None = None
+    queued: bool = False
 
 
 class EmulatorState:
@@ -142,6 +108,7 @@ class EmulatorState:
         self.faults = FaultBook()
         self.random = random.Random(options.seed)
         self.stopping = threading.Event()
+        self.regions = Regions(options.regions)
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, options.dsp_workers), thread_name_prefix="emu-dsp"
         )
@@ -152,7 +119,7 @@ class EmulatorState:
         self.jobs: dict[str, Job] = {}
         self.stats = Stats()
         self.rate = RateLimiter(
-            limit=self.options.rate_limit_per_min,
+            limit_for=self.options.rate_limit_for,
             window_s=self.options.rate_limit_window_s,
             enabled=self.options.rate_limit,
             clock=self.clock,
@@ -196,12 +163,34 @@ class EmulatorState:
         return 10 if account.premium else 1
 
     def active_jobs(self, account: Account) -> int:
-        """Jobs of the account that count against the parallel limit."""
+        """Jobs of the account that count against the parallel limit (queued ones do not)."""
+        now = self.clock()
+        with self.lock:
+            return sum(
+                1 for j in self.jobs.values() if j.token == account.token and j.holds_slot(now)
+            )
+
+    def in_flight(self, account: Account) -> int:
+        """Jobs of the account not finished yet, queued ones included (``current_queue``)."""
         now = self.clock()
         with self.lock:
             return sum(
                 1 for j in self.jobs.values() if j.token == account.token and j.is_active(now)
             )
+
+    def settle(self) -> None:
+        """Give queued jobs (``over_limit="queue"``) the slots that freed since last asked."""
+        if self.options.over_limit != "queue":
+            return  # nothing is ever queued
+        now = self.clock()
+        with self.lock:
+            by_token: dict[str, list[Job]] = {}
+            for job in self.jobs.values():
+                by_token.setdefault(job.token, []).append(job)
+            for token, jobs in by_token.items():
+                account = self.accounts.get(token)
+                if account is not None and any(j.queued for j in jobs):
+                    grant_slots(jobs, self.parallel_limit(account), now)
 
     # -- bookkeeping --------------------------------------------------------------------
     def count_call(self, endpoint: str) -> None:
@@ -209,10 +198,10 @@ class EmulatorState:
         with self.lock:
             self.stats.calls[endpoint] = self.stats.calls.get(endpoint, 0) + 1
 
-    def rate_hit(self, key: str) -> RateDecision:
-        """Count one API request of ``key`` against the rate limit."""
+    def rate_hit(self, route: str, key: str) -> RateDecision:
+        """Count one API request of ``key`` on ``route`` against that route's limit."""
         with self.lock:
-            decision = self.rate.hit(key)
+            decision = self.rate.hit(route, key)
             if decision.retry_after_s is not None:
                 self.stats.rate_limited += 1
             return decision
@@ -274,7 +263,7 @@ class EmulatorState:
             self.stats.creates_accepted += 1
             if fail_message is not None:
                 job.failure = fail_message
-                job.fail_at_mono = job.processing_start + job.processing_s
+                job.failure_scheduled = True
                 return
         self._pool.submit(run_job, self, job)
 
@@ -300,6 +289,7 @@ class EmulatorState:
             if status != "waiting":
                 return False, f"The separation cannot be cancelled: it is {status}"
             job.cancelled = True
+            job.cancelled_mono = now
             account.premium_minutes += job.credits
             job.credits = 0.0
             self.stats.cancels += 1
@@ -310,7 +300,7 @@ class EmulatorState:
         now = self.clock()
         with self.lock:
             waiting = [j for j in self.jobs.values() if j.phase(now).status == "waiting"]
-        ahead = sum(1 for j in waiting if j.created_mono < job.created_mono)
+        ahead = sum(1 for j in waiting if (j.created_mono, j.id) < (job.created_mono, job.id))
         return len(waiting), ahead + 1
 
     def view(self, job: Job) -> JobView:
@@ -330,10 +320,13 @@ class EmulatorState:
                 failure=job.failure,
                 files=tuple(s.filename for s in job.files),
                 source_url=job.source_url,
+                region=job.region,
+                queued=job.queued,
             )
 
     def snapshot(self) -> dict[str, JobView]:
         """Every job, as snapshots."""
+        self.settle()
         with self.lock:
             jobs = list(self.jobs.values())
         return {job.hash: self.view(job) for job in jobs}
@@ -344,7 +337,7 @@ class EmulatorState:
         with self.lock:
             if failure is not None:
                 job.failure = failure
-                job.fail_at_mono = max(now, job.processing_start)
+                job.failure_mono = now
             else:
                 job.dsp_done_mono = now
 

@@ -9,10 +9,12 @@ from daemon.emulator.answers import Answer, error_list, error_message
 from daemon.emulator.catalogue import Catalogue, TypeSpec
 from daemon.emulator.options import EmulatorOptions
 
+OPTION_FIELDS = tuple(f"add_opt{i}" for i in range(1, 11))  # add_opt1..add_opt10 exist (2026)
 ALLOWED_PARAMS: dict[str, frozenset[str]] = {
     "create": frozenset(
         {"api_token", "audiofile", "url", "remote_type", "sep_type", "output_format", "is_demo"}
-        | {f"add_opt{i}" for i in range(1, 5)}
+        | {"webhook_url", "preset_id"}  # undocumented (vendored OpenAPI spec); accepted, unused
+        | set(OPTION_FIELDS)
     ),
     "get": frozenset({"hash", "mirror", "api_token"}),
     "get_remote": frozenset({"hash", "api_token"}),
@@ -86,12 +88,19 @@ def validate_create(
 
 
 def _options(spec: TypeSpec, params: Mapping[str, str]) -> dict[str, str] | Answer:
+    """The job's options. An empty (or blank) value means the field's default, as the real
+    service takes it; an empty value for a field the type lacks is ignored (public clients
+    always send add_opt1..3)."""
     options: dict[str, str] = {}
-    for name in (f"add_opt{i}" for i in range(1, 5)):
+    for name in OPTION_FIELDS:
         if name not in params:
             continue
         value = params[name]
         field = spec.fields.get(name)
+        if not value.strip():
+            if field is not None:
+                options[name] = field.default
+            continue
         if field is None:
             return error_message(f"{name} is not a field of sep_type {spec.render_id}")
         if not field.accepts(value):
