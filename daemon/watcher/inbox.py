@@ -156,7 +156,12 @@ class InboxState:
         return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
 
     def skip(self, rel: str, reason: str, kind: str) -> None:
-        """Log once per run that ``rel`` (a ``kind``: file or folder) is skipped, and why."""
+        """Log once per run that ``rel`` (a ``kind``: file or folder) is skipped, and why;
+        nothing for the daemon's own folders and what it moved into them (``_failed``, the
+        archive, an output folder inside the inbox), which are not skipped *input*."""
+        parts = tuple(rel.split("/"))
+        if self.rules.own_folder(parts if kind == "folder" else parts[:-1]):
+            return
         if rel not in self.skips_logged:
             self.skips_logged.add(rel)
             self.log.info(f"{kind} skipped", file=rel, reason=reason)
