@@ -135,11 +135,8 @@ def test_a_client_retry_is_one_line_in_our_words(
     """A real stamina retry: the MVSEP emulator answers 503 once, the client retries."""
     emulator = make_emulator()
     emulator.add_fault(Fault("http_5xx", "user", times=1, status=503))
-    client = MvsepClient(base_url=emulator.base_url, api_token=TOKEN, http=httpx.Client())
-    try:
-        client.user()
-    finally:
-        client.close()
+    with httpx.Client() as http:
+        MvsepClient(base_url=emulator.base_url, api_token=TOKEN, http=http).user()
     (entry,) = retried_lines(stream)
     assert entry["event"] == "api call retried" and entry["level"] == "warning"
     assert entry["attempt"] == 1 and isinstance(entry["wait_s"], float)
