@@ -5,6 +5,15 @@ the :class:`Redactor` processor replaces wherever it appears: the event, any val
 formatted exception, nested containers. It also masks ``api_token=...`` in any URL or query
 string, whatever the value, so a token we were never told about is masked too. Standard
 library loggers (httpx, uvicorn...) are routed through the same processors.
+
+Every line carries ``timestamp`` in UTC, ISO 8601 with the zone (``...T06:10:00.123456Z``),
+in JSON and on the console. Keys keep one meaning each: no processor here renames, merges
+or drops a caller's key (``reason``, ``path``, ``hash`` stay what the call site passed).
+
+A client retry is one line in our words: ``api call retried`` with ``attempt`` (the attempt
+that failed, 1 for the first), ``wait_s`` and ``error``. :func:`configure_logging` installs
+that as stamina's retry hook; a ``stamina.retry_scheduled`` line that still arrives (hooks
+reset, stdlib instrumentation) is rephrased the same way, without the call's arguments.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
+import stamina.instrumentation
 import structlog
 
 MASK = "***"
@@ -76,15 +86,63 @@ def register_secret(secret: str | None) -> None:
 
 LogFormat = Literal["auto", "json", "console"]
 
+RETRY_EVENT = "api call retried"
+_STAMINA_EVENT = "stamina.retry_scheduled"
+_STAMINA_KEYS = (
+    "callable",
+    "args",
+    "kwargs",
+    "retry_num",
+    "caused_by",
+    "wait_for",
+    "waited_so_far",
+)
+_retry_log = structlog.get_logger("daemon.mvsep")
+
+
+def _error_text(error: object) -> str:
+    if isinstance(error, BaseException):
+        return str(error) or type(error).__name__
+    return str(error)
+
+
+def log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    """stamina's on-retry hook: one line per scheduled retry, in our words."""
+    _retry_log.warning(
+        RETRY_EVENT,
+        attempt=details.retry_num,
+        wait_s=round(details.wait_for, 2),
+        error=_error_text(details.caused_by),
+    )
+
+
+def rephrase_retries(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Turn stamina's own ``stamina.retry_scheduled`` (structlog or stdlib) into our line."""
+    if event_dict.get("event") != _STAMINA_EVENT:
+        return event_dict
+    fields = {key: event_dict.pop(key) for key in _STAMINA_KEYS if key in event_dict}
+    record = event_dict.get("_record")
+    if isinstance(record, logging.LogRecord):  # stdlib hook: the details are record extras
+        for key in _STAMINA_KEYS:
+            fields.setdefault(key, getattr(record, f"stamina.{key}", None))
+    event_dict["event"] = RETRY_EVENT
+    event_dict["attempt"] = fields.get("retry_num")
+    event_dict["wait_s"] = fields.get("wait_for")
+    event_dict["error"] = _error_text(fields.get("caused_by"))
+    return event_dict
+
 
 def _shared_processors() -> list[Any]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=False),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        rephrase_retries,
         REDACTOR,  # after format_exc_info, so tracebacks are redacted too
     ]
 
@@ -128,6 +186,7 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+    stamina.instrumentation.set_on_retry_hooks([log_retry])
 
 
 def _isatty(stream: TextIO) -> bool:

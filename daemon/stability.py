@@ -129,6 +129,17 @@ class IgnoreRules:
                 return f"hidden folder {part!r}"
         return None
 
+    def own_folder(self, folder_parts: tuple[str, ...] | str | PurePath) -> bool:
+        """Whether a folder is (or lies in) one of the daemon's own: an ``excluded_dirs``
+        entry (output, failed, archive) or a ``_mvsep*``/``.mvsep-watch`` folder. What the
+        daemon moves there is its own doing, so a watcher skips it without a word."""
+        if not isinstance(folder_parts, tuple):
+            folder_parts = _parts(folder_parts)
+        lowered = tuple(part.lower() for part in folder_parts)
+        if any(lowered[:depth] in self._excluded_lower for depth in range(1, len(lowered) + 1)):
+            return True
+        return any(low.startswith(DAEMON_DIR_PREFIXES) for low in lowered)
+
     def file_reason(self, name: str) -> str | None:
         """Why a file name (no folders) is skipped, or None."""
         low = name.lower()

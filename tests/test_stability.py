@@ -154,6 +154,19 @@ def test_ignored_paths_give_a_reason(path: str, reason: str) -> None:
     assert got is not None and reason in got
 
 
+OWN = [
+    (("_out",), True), (("_OUT", "sub"), True), (("done", "archive", "x"), True),
+    (("_mvsep_failed",), True), (("a", ".mvsep-watch"), True),
+    (("done",), False), (("@eaDir",), False), ((".git",), False), ((), False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("folder", "own"), OWN)
+def test_own_folder_is_the_daemons_folders_only(folder: tuple[str, ...], own: bool) -> None:
+    assert RULES.own_folder(folder) is own
+    assert RULES.own_folder("/".join(folder)) is own
+
+
 def test_folder_reason_prunes_whole_trees() -> None:
     assert RULES.folder_reason(("a", "@eaDir")) is not None
     assert RULES.folder_reason("done/archive") is not None

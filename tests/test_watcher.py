@@ -228,6 +228,36 @@ def test_ignored_names_are_never_reported(make_watcher: MakeWatcher, mode: str) 
     assert all(entry.get("reason") for entry in logs if entry["event"].endswith("skipped"))
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_daemon_own_moves_are_not_logged_as_skipped(
+    make_watcher: MakeWatcher, tmp_path: Path, mode: str
+) -> None:
+    """What the engine moves into ``_failed`` or the archive (folders inside the inbox, as
+    ``service.watched_inbox`` excludes them) is neither input nor a skip worth a line."""
+    root = tmp_path / "inbox"
+    own = (root / "_failed", root / "_processed", root / "out")
+    write(root / "_processed" / "earlier.wav")  # left by a previous run
+    write(root / "_failed" / "older.wav.error.txt", b"reason")
+    with capture_logs() as logs:
+        harness = make_watcher(mode, excluded_dirs=own)
+        write(root / "a.wav")
+        write(root / "b.wav")
+        assert harness.recorder.ready_names(2) == {"a.wav", "b.wav"}
+        # the engine's disposal: rename into the folder (filing._move), a report beside it
+        os.rename(root / "a.wav", root / "_failed" / "a.wav")
+        write(root / "_failed" / "a.wav.error.txt", b"reason")
+        os.rename(root / "b.wav", root / "_processed" / "b.wav")
+        gone = {harness.recorder.next()[:2] for _ in range(2)}
+        assert gone == {("removed", root / "a.wav"), ("removed", root / "b.wav")}
+        harness.watcher.rescan_now()
+        write(root / "z.wav")  # a sentinel: the moves and the rescan were processed before it
+        assert harness.recorder.ready().relative_path == "z.wav"
+    mentions = [e for e in logs if str(e.get("file", "")).startswith(("_failed", "_processed"))]
+    assert mentions == []
+    skips = [e for e in logs if "skipped" in e["event"]]
+    assert not [e for e in skips if "daemon folder" in e.get("reason", "")]
+
+
 def _run_junk_scenario(harness: Harness) -> None:
     half = len(JUNK) // 2
     for name in JUNK[:half]:  # present at start: the startup scan must skip them

@@ -23,191 +23,39 @@ during this run, after ``stat`` says ENOENT *and* the root is still there.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import stat as stat_mod
-import sys
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 import structlog
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from daemon.stability import (
-    DEFAULT_AUDIO_EXTENSIONS,
-    DEFAULT_SETTLE_S,
-    IgnoreRules,
-    Settled,
-    StabilityTracker,
+from daemon.stability import DEFAULT_SETTLE_S, Settled
+from daemon.watcher.inbox import (
+    DEFAULT_RESCAN_INTERVAL_S,
+    InboxState,
+    ReadyFile,
+    WatchedInbox,
+    make_inbox,
+)
+from daemon.watcher.observers import (
+    EVENT_TYPES,
+    INOTIFY_FIXES,
+    Nudger,
+    OverflowListener,
+    log_inotify_fix,
 )
 
-log = structlog.get_logger(__name__)
+log = structlog.get_logger("daemon.watcher")
 
 Clock = Callable[[], float]
-DEFAULT_RESCAN_INTERVAL_S = 300.0
-DEFAULT_POLL_INTERVAL_S = 10.0
-
-# Opening a file for the readability check raises IN_OPEN/IN_CLOSE_NOWRITE: not subscribed.
-EVENT_TYPES: list[type[FileSystemEvent]] = [
-    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
-    DirCreatedEvent, DirMovedEvent, DirDeletedEvent,
-]  # fmt: skip
-
-INOTIFY_FIXES = {
-    errno.ENOSPC: ("fs.inotify.max_user_watches", 524288),
-    errno.EMFILE: ("fs.inotify.max_user_instances", 512),
-}
 _WIN_HIDDEN_OR_SYSTEM = 0x2 | 0x4  # FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_SYSTEM
-
-
-@dataclass(frozen=True)
-class WatchedInbox:
-    """One inbox folder, as ``service.py`` maps it from config.
-
-    ``excluded_dirs`` are the daemon's own folders (output/failed/archive) when they live
-    inside the inbox: absolute, or relative to ``path``. Folders outside the inbox are ignored.
-    """
-
-    name: str
-    path: Path
-    poll: bool = False
-    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
-    settle_s: float = DEFAULT_SETTLE_S
-    recursive: bool = True
-    extensions: frozenset[str] = DEFAULT_AUDIO_EXTENSIONS
-    excluded_dirs: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True)
-class ReadyFile:
-    """A file that has finished writing. ``path`` = inbox root / ``relative_path``."""
-
-    path: Path
-    inbox: str
-    relative_path: str  # POSIX separators, e.g. "album/01 intro.flac"
-    size: int
-    mtime: float
-
-
-def _relative_excluded(root: Path, dirs: Sequence[Path]) -> tuple[PurePosixPath, ...]:
-    out: list[PurePosixPath] = []
-    for folder in dirs:
-        if not folder.is_absolute():
-            out.append(PurePosixPath(folder.as_posix()))
-            continue
-        for base, target in ((root, folder), (Path(os.path.realpath(root)), folder.resolve())):
-            try:
-                out.append(PurePosixPath(target.relative_to(base).as_posix()))
-                break
-            except ValueError:
-                continue
-    return tuple(p for p in out if p.parts)
-
-
-@dataclass(eq=False)
-class _Inbox:
-    """Runtime state of one inbox; touched only by the checker thread (and start/stop)."""
-
-    spec: WatchedInbox
-    root: Path
-    rules: IgnoreRules
-    tracker: StabilityTracker[str]  # keyed by absolute path strings under `root`
-    log: Any
-    use_polling: bool
-    real_root: str | None = None
-    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the root when last present
-    mount_point: bool = False
-    paused: bool = False
-    needs_scan: bool = True
-    observer: BaseObserver | None = None
-    watch: ObservedWatch | None = None
-    dirty: dict[str, bool] = field(default_factory=dict)  # path -> is_directory
-
-    @property
-    def root_s(self) -> str:
-        return str(self.root)
-
-    def relative(self, path: str) -> str | None:
-        """``path`` relative to the root with "/" separators, "" for the root itself, None
-        when outside. Plain string work: this runs for every file of every scan. NFC on
-        macOS, whose FSEvents and directory listings may disagree on Unicode normalisation."""
-        for base in (self.root_s, self.real_root):
-            if base is None:
-                continue
-            if path == base:
-                return ""
-            prefix = base if base.endswith(os.sep) else base + os.sep
-            if not path.startswith(prefix):
-                continue
-            rel = path[len(prefix) :]
-            if os.sep != "/":
-                rel = rel.replace(os.sep, "/")
-            if sys.platform == "darwin":
-                rel = unicodedata.normalize("NFC", rel)
-            return rel
-        return None
-
-    def key(self, rel: str) -> str:
-        """The tracker key (absolute path under the configured root) of a relative path."""
-        return os.path.join(self.root_s, rel.replace("/", os.sep) if os.sep != "/" else rel)
-
-
-class _Nudger(FileSystemEventHandler):
-    """Runs on observer threads: records the event's paths as dirty, nothing else."""
-
-    def __init__(self, nudge: Callable[[str, bool], None]) -> None:
-        self._nudge = nudge
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        for raw in (event.src_path, event.dest_path):
-            if raw:
-                self._nudge(os.fsdecode(raw), event.is_directory)
-
-
-class _OverflowListener(logging.Handler):
-    """watchdog only *logs* an inotify queue overflow; turn that log line into a rescan."""
-
-    def __init__(self, on_overflow: Callable[[], None]) -> None:
-        super().__init__(level=logging.WARNING)
-        self._on_overflow = on_overflow
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage().lower():
-            self._on_overflow()
-
-
-class _StopRace(logging.Filter):
-    """watchdog (7.x) logs an *error* when an inotify emitter's last read returns after the
-    emitter was told to stop, which happens at almost every ``stop()`` and on unscheduling a
-    paused inbox. Nothing is lost and nothing is wrong, so the line is dropped rather than
-    alarm whoever reads the daemon's log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "called when the thread is inactive" not in record.getMessage()
-
-
-INOTIFY_LOGGER = "watchdog.observers.inotify"
-logging.getLogger(INOTIFY_LOGGER).addFilter(_StopRace())
 
 
 class InboxWatcher:
@@ -232,7 +80,7 @@ class InboxWatcher:
         names = [i.name for i in inboxes]
         if len(set(names)) != len(names):
             raise ValueError(f"inbox names must be unique: {names}")
-        self._inboxes = [self._make_inbox(spec) for spec in inboxes]
+        self._inboxes = [make_inbox(spec) for spec in inboxes]
         self._on_ready = on_ready
         self._on_removed = on_removed
         self._rescan_interval_s = rescan_interval_s
@@ -249,24 +97,8 @@ class InboxWatcher:
         self._next_rescan = 0.0
         self._thread: threading.Thread | None = None
         self._native: BaseObserver | None = None
-        self._overflow_listener = _OverflowListener(self._on_inotify_overflow)
-        self._skips_logged: set[tuple[str, str]] = set()
+        self._overflow_listener = OverflowListener(self._on_inotify_overflow)
         self._unreadable_logged: set[tuple[str, str]] = set()
-
-    @staticmethod
-    def _make_inbox(spec: WatchedInbox) -> _Inbox:
-        root = Path(os.path.abspath(spec.path))
-        rules = IgnoreRules(
-            extensions=spec.extensions, excluded_dirs=_relative_excluded(root, spec.excluded_dirs)
-        )
-        return _Inbox(
-            spec=spec,
-            root=root,
-            rules=rules,
-            tracker=StabilityTracker(settle_s=spec.settle_s),
-            log=log.bind(inbox=spec.name),
-            use_polling=spec.poll,
-        )
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -282,7 +114,7 @@ class InboxWatcher:
             for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
                 logging.getLogger(name).addHandler(self._overflow_listener)
             for inbox in self._inboxes:
-                inbox.paused = not self._probe_root(inbox)[0]
+                inbox.paused = not inbox.probe_root()[0]
                 if inbox.paused:
                     inbox.log.warning("inbox paused: folder missing (unmounted share?)",
                                       path=str(inbox.root))  # fmt: skip
@@ -325,12 +157,12 @@ class InboxWatcher:
 
     # ------------------------------------------------------------ observer side
 
-    def _schedule(self, inbox: _Inbox) -> None:
+    def _schedule(self, inbox: InboxState) -> None:
         """(Re)place the observer watch on the inbox root; fall back to polling when the
         inotify limits are hit."""
         self._unschedule(inbox)
         inbox.real_root = os.path.realpath(inbox.root)
-        handler = _Nudger(lambda path, is_dir: self._nudge(inbox, path, is_dir))
+        handler = Nudger(lambda path, is_dir: self._nudge(inbox, path, is_dir))
         try:
             inbox.observer = self._observer_for(inbox)
             inbox.watch = inbox.observer.schedule(
@@ -341,11 +173,11 @@ class InboxWatcher:
             if inbox.use_polling or exc.errno not in INOTIFY_FIXES:
                 inbox.log.warning("cannot watch inbox; relying on rescans", error=str(exc))
                 return
-            self._log_inotify_fix(inbox, exc)
+            log_inotify_fix(inbox.log, exc)
             inbox.use_polling = True
             self._schedule(inbox)
 
-    def _observer_for(self, inbox: _Inbox) -> BaseObserver:
+    def _observer_for(self, inbox: InboxState) -> BaseObserver:
         if not inbox.use_polling:
             assert self._native is not None
             return self._native
@@ -355,18 +187,7 @@ class InboxWatcher:
             inbox.observer = observer
         return inbox.observer
 
-    @staticmethod
-    def _log_inotify_fix(inbox: _Inbox, exc: OSError) -> None:
-        key, value = INOTIFY_FIXES[exc.errno or errno.ENOSPC]
-        inbox.log.error(
-            "inotify limit reached; polling this inbox instead",
-            error=str(exc),
-            fix=f"sudo sysctl {key}={value}",
-            persist=f"echo {key}={value} | sudo tee /etc/sysctl.d/90-mvsep-watch.conf"
-            " && sudo sysctl --system",
-        )
-
-    def _unschedule(self, inbox: _Inbox) -> None:
+    def _unschedule(self, inbox: InboxState) -> None:
         watch, inbox.watch = inbox.watch, None
         if watch is not None and inbox.observer is not None:
             try:
@@ -374,7 +195,7 @@ class InboxWatcher:
             except (KeyError, OSError, RuntimeError) as exc:
                 inbox.log.debug("unschedule failed", error=repr(exc))
 
-    def _nudge(self, inbox: _Inbox, path: str, is_dir: bool) -> None:
+    def _nudge(self, inbox: InboxState, path: str, is_dir: bool) -> None:
         with self._dirty_lock:
             inbox.dirty[path] = inbox.dirty.get(path, False) or is_dir
         self._wake.set()
@@ -428,40 +249,8 @@ class InboxWatcher:
 
     # ------------------------------------------------------------- pause/resume
 
-    @staticmethod
-    def _probe_root(inbox: _Inbox) -> tuple[bool, bool]:
-        """(present, changed). Present: the root is a directory and, if it was a mount point,
-        still is one (an unmounted share leaves its mount point behind as an empty folder that
-        must not read as empty). Changed: it is not the folder seen last time (remounted,
-        or deleted and recreated), so the observer watch must be placed again."""
-        try:
-            st = os.stat(inbox.root)
-        except OSError:
-            return False, False
-        if not stat_mod.S_ISDIR(st.st_mode):
-            return False, False
-        identity = (st.st_dev, st.st_ino)
-        if identity == inbox.identity:
-            return True, False
-        if inbox.mount_point and not os.path.ismount(inbox.root):
-            return False, False  # was a mount point, now the bare folder underneath
-        changed = inbox.identity is not None
-        inbox.identity = identity
-        inbox.mount_point = os.path.ismount(inbox.root)
-        return True, changed
-
-    @staticmethod
-    def _root_unchanged(inbox: _Inbox) -> bool:
-        """The root is still the very folder last seen present: safe to believe a missing
-        file is really gone (not hidden by an unmount or a remount)."""
-        try:
-            st = os.stat(inbox.root)
-        except OSError:
-            return False
-        return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == inbox.identity
-
-    def _check_presence(self, inbox: _Inbox) -> bool:
-        present, changed = self._probe_root(inbox)
+    def _check_presence(self, inbox: InboxState) -> bool:
+        present, changed = inbox.probe_root()
         if not present:
             if not inbox.paused:
                 inbox.paused = True
@@ -482,13 +271,7 @@ class InboxWatcher:
 
     # ----------------------------------------------------------------- scanning
 
-    def _skip(self, inbox: _Inbox, rel: str, reason: str, kind: str) -> None:
-        key = (inbox.spec.name, rel)
-        if key not in self._skips_logged:
-            self._skips_logged.add(key)
-            inbox.log.info(f"{kind} skipped", file=rel, reason=reason)
-
-    def _walk(self, inbox: _Inbox, top: str) -> Iterator[tuple[str, os.stat_result]]:
+    def _walk(self, inbox: InboxState, top: str) -> Iterator[tuple[str, os.stat_result]]:
         """Non-ignored regular files under ``top`` with their stat; prunes ignored folders,
         does not follow folder symlinks, logs unreadable folders and goes on."""
         stack = [top]
@@ -506,7 +289,7 @@ class InboxWatcher:
                     yield found
 
     def _walk_entry(
-        self, inbox: _Inbox, entry: os.DirEntry[str], stack: list[str]
+        self, inbox: InboxState, entry: os.DirEntry[str], stack: list[str]
     ) -> tuple[str, os.stat_result] | None:
         rel = inbox.relative(entry.path)
         if not rel:
@@ -515,20 +298,20 @@ class InboxWatcher:
             if entry.is_dir(follow_symlinks=False):
                 reason = inbox.rules.folder_reason(tuple(rel.split("/")))
                 if reason is not None:
-                    self._skip(inbox, rel, reason, "folder")
+                    inbox.skip(rel, reason, "folder")
                 elif inbox.spec.recursive:
                     stack.append(entry.path)
                 return None
             reason = inbox.rules(rel)
             if reason is not None:
-                self._skip(inbox, rel, reason, "file")
+                inbox.skip(rel, reason, "file")
                 return None
             return inbox.key(rel), entry.stat()
         except OSError as exc:  # vanished between listing and stat, or unreadable
             inbox.log.debug("cannot stat entry", file=str(rel), error=str(exc))
             return None
 
-    def _scan(self, inbox: _Inbox, top: str | None = None) -> int:
+    def _scan(self, inbox: InboxState, top: str | None = None) -> int:
         """Offer every file under ``top`` (default: the whole inbox) to the tracker; on a
         full scan, check tracked files that were not listed."""
         started = self._clock()
@@ -543,7 +326,7 @@ class InboxWatcher:
             inbox.log.debug("inbox scanned", files=len(seen), seconds=self._clock() - started)
         return len(seen)
 
-    def _process_dirty(self, inbox: _Inbox) -> None:
+    def _process_dirty(self, inbox: InboxState) -> None:
         with self._dirty_lock:
             dirty, inbox.dirty = inbox.dirty, {}
         for raw, is_dir in dirty.items():
@@ -557,11 +340,11 @@ class InboxWatcher:
                 continue
             reason = inbox.rules(rel)
             if reason is not None:
-                self._skip(inbox, rel, reason, "file")
+                inbox.skip(rel, reason, "file")
                 continue
             self._recheck(inbox, inbox.key(rel))
 
-    def _dirty_folder(self, inbox: _Inbox, rel: str) -> None:
+    def _dirty_folder(self, inbox: InboxState, rel: str) -> None:
         path = inbox.key(rel)
         if inbox.rules.folder_reason(tuple(rel.split("/"))) is not None:
             return
@@ -571,11 +354,11 @@ class InboxWatcher:
         else:
             self._gone(inbox, path)
 
-    def _sample_due(self, inbox: _Inbox) -> None:
+    def _sample_due(self, inbox: InboxState) -> None:
         for path in inbox.tracker.due(self._clock()):
             self._recheck(inbox, path)
 
-    def _recheck(self, inbox: _Inbox, path: str) -> None:
+    def _recheck(self, inbox: InboxState, path: str) -> None:
         """Look at one file on disk: offer it to the tracker, or report it gone."""
         try:
             st = os.stat(path)
@@ -589,18 +372,18 @@ class InboxWatcher:
 
     # -------------------------------------------------------- decisions, callbacks
 
-    def _offer(self, inbox: _Inbox, path: str, st: os.stat_result) -> None:
+    def _offer(self, inbox: InboxState, path: str, st: os.stat_result) -> None:
         if not stat_mod.S_ISREG(st.st_mode):
             return
         if getattr(st, "st_file_attributes", 0) & _WIN_HIDDEN_OR_SYSTEM:
             rel = inbox.relative(path) or path
-            self._skip(inbox, rel, "hidden or system attribute", "file")
+            inbox.skip(rel, "hidden or system attribute", "file")
             return
         settled = inbox.tracker.observe(path, size=st.st_size, mtime=st.st_mtime, now=self._clock())
         if settled is not None:
             self._deliver(inbox, settled)
 
-    def _deliver(self, inbox: _Inbox, settled: Settled[str]) -> None:
+    def _deliver(self, inbox: InboxState, settled: Settled[str]) -> None:
         path = settled.key
         rel = inbox.relative(path) or os.path.basename(path)
         try:
@@ -622,12 +405,12 @@ class InboxWatcher:
         inbox.tracker.mark_reported(path)
         inbox.log.info("file ready", file=rel, size=settled.size)
 
-    def _gone(self, inbox: _Inbox, path: str) -> None:
+    def _gone(self, inbox: InboxState, path: str) -> None:
         """``path`` (a file or a folder) is not there: report tracked files under it removed,
         unless the inbox root went away too, which pauses instead."""
         below = path.rstrip(os.sep) + os.sep
         keys = [k for k in inbox.tracker.keys() if k == path or k.startswith(below)]
-        if not keys or not self._root_unchanged(inbox):
+        if not keys or not inbox.root_unchanged():
             return
         for key in keys:
             if os.path.lexists(key):

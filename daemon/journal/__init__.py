@@ -1,0 +1,15 @@
+"""The SQLite job journal: the single source of truth of every job, crash-safe.
+
+* :mod:`~daemon.journal.store`: :class:`Journal`, the connection, lock, ``transaction()``
+  and the write verbs (``record_seen``, ``claim_next_ready``, ``mark_*``);
+* :mod:`~daemon.journal.queries`: the reads (job queries, events, counts), which are also
+  all a read-only ``status`` view needs;
+* :mod:`~daemon.journal.schema`: DDL, ``PRAGMA user_version`` migrations, the lock file;
+* :mod:`~daemon.journal.rows`: rows <-> :class:`~daemon.jobs.Job` and :class:`EventRow`.
+"""
+
+from daemon.journal.rows import EventRow
+from daemon.journal.schema import MIGRATIONS, SCHEMA_VERSION
+from daemon.journal.store import ChangeListener, Journal
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ChangeListener", "EventRow", "Journal"]

@@ -1,0 +1,103 @@
+"""The journal's reads: job queries, the event log and counts (also the read-only view)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from daemon.jobs import ACTIVE_STATES, Job, JobState
+from daemon.journal.rows import SOURCE_IN_PLACE, EventRow, event_from_row, job_from_row
+
+
+class JournalReads:
+    """Read methods of :class:`~daemon.journal.Journal`; they only need :meth:`_read`."""
+
+    path: Path
+
+    def _read(self, sql: str, args: Iterable[object] = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    def is_known(self, path: Path, size: int, mtime: float) -> bool:
+        """Whether this exact file (path, size, mtime) already has a job and is still in place."""
+        return self._find_known(path, size, mtime) is not None
+
+    def _find_known(self, path: Path, size: int, mtime: float) -> sqlite3.Row | None:
+        rows = self._read(
+            "SELECT * FROM jobs WHERE source_path = ? AND size = ? AND mtime = ?"
+            " AND (source_disposed IS NULL OR source_disposed IN (?))"
+            " ORDER BY id DESC LIMIT 1",
+            (str(path), size, mtime, *SOURCE_IN_PLACE),
+        )
+        return rows[0] if rows else None
+
+    def _get(self, db: sqlite3.Connection, job_id: int) -> Job:
+        rows = list(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)))
+        if not rows:
+            raise KeyError(f"no job {job_id} in journal {self.path}")
+        return job_from_row(rows[0])
+
+    def get(self, job_id: int) -> Job:
+        """The job with this id (``KeyError`` if there is none)."""
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise KeyError(f"no job {job_id} in journal {self.path}")
+        return job_from_row(rows[0])
+
+    def jobs_in(self, states: Iterable[JobState]) -> list[Job]:
+        wanted = [s.value for s in states]
+        marks = ",".join("?" * len(wanted))
+        rows = self._read(f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id", wanted)
+        return [job_from_row(r) for r in rows]
+
+    def active_jobs(self) -> list[Job]:
+        """Every non-terminal job, oldest first (what a restart resumes)."""
+        return self.jobs_in(ACTIVE_STATES)
+
+    def active_for_path(self, path: Path) -> list[Job]:
+        rows = self._read("SELECT * FROM jobs WHERE source_path = ? ORDER BY id", (str(path),))
+        return [j for j in map(job_from_row, rows) if not j.state.is_terminal]
+
+    def undisposed(self) -> list[Job]:
+        """Filed or failed jobs whose input was not dealt with yet (a cut-off disposal)."""
+        rows = self._read(
+            "SELECT * FROM jobs WHERE state IN (?, ?) AND source_disposed IS NULL ORDER BY id",
+            (JobState.FILED.value, JobState.FAILED.value),
+        )
+        return [job_from_row(r) for r in rows]
+
+    def find_filed_duplicate(self, sha256: str, request_key: str, *, exclude_id: int) -> Job | None:
+        """The newest filed job with the same content and request, excluding ``exclude_id``."""
+        rows = self._read(
+            "SELECT * FROM jobs WHERE sha256 = ? AND request_key = ? AND state = ? AND id != ?"
+            " ORDER BY id DESC",
+            (sha256, request_key, JobState.FILED.value, exclude_id),
+        )
+        return job_from_row(rows[0]) if rows else None
+
+    def slots_held(self) -> int:
+        """Jobs that (may) occupy an MVSEP parallel slot."""
+        return sum(1 for j in self.jobs_in(ACTIVE_STATES) if j.holds_slot)
+
+    def counts_by_state(self) -> dict[str, int]:
+        rows = self._read("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        counts = {s.value: 0 for s in JobState}
+        counts.update({str(r["state"]): int(r["n"]) for r in rows})
+        return counts
+
+    def recent_jobs(self, limit: int = 20) -> list[Job]:
+        rows = self._read("SELECT * FROM jobs ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,))
+        return [job_from_row(r) for r in rows]
+
+    def events(self, job_id: int | None = None, *, limit: int = 1000) -> list[EventRow]:
+        """Events oldest first (of one job, or the ``limit`` most recent of all)."""
+        if job_id is not None:
+            rows = self._read(
+                "SELECT * FROM events WHERE job_id = ? ORDER BY id LIMIT ?", (job_id, limit)
+            )
+        else:
+            rows = self._read(
+                "SELECT * FROM (SELECT * FROM events ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (limit,),
+            )
+        return [event_from_row(r) for r in rows]

@@ -1,0 +1,103 @@
+"""The journal's file: schema (DDL + ``PRAGMA user_version`` migrations) and the lock.
+
+One daemon per journal: :func:`acquire_lock` holds an exclusive ``flock`` on
+``<journal>.lock`` (with the holder's pid in it). A journal written by a newer schema is
+refused by :func:`check_version`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from daemon.errors import JournalLockedError, JournalVersionError
+
+SCHEMA_VERSION = 1
+
+_V1 = (
+    """CREATE TABLE IF NOT EXISTS jobs (
+        id INTEGER PRIMARY KEY,
+        source_path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime REAL NOT NULL,
+        sha256 TEXT,
+        inbox TEXT NOT NULL,
+        preset TEXT NOT NULL,
+        request_key TEXT NOT NULL,
+        source_json TEXT NOT NULL,
+        state TEXT NOT NULL,
+        resume_state TEXT,
+        mvsep_status TEXT,
+        mvsep_hash TEXT,
+        nonce TEXT,
+        intent_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        first_error_at REAL,
+        next_attempt_at REAL,
+        last_error TEXT,
+        cancel_requested TEXT,
+        duplicate_of INTEGER REFERENCES jobs(id),
+        estimated_credits REAL,
+        used_credits REAL,
+        result_files TEXT NOT NULL DEFAULT '[]',
+        planned_outputs TEXT,
+        outputs TEXT NOT NULL DEFAULT '[]',
+        source_disposed TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)",
+    "CREATE INDEX IF NOT EXISTS jobs_source ON jobs(source_path, size, mtime)",
+    "CREATE INDEX IF NOT EXISTS jobs_content ON jobs(sha256, request_key)",
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        data TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id)",
+)
+
+#: version -> statements that bring version-1 up to it (idempotent DDL).
+MIGRATIONS: dict[int, Sequence[str]] = {1: _V1}
+
+
+def user_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def check_version(path: Path, version: int, *, fix: str) -> None:
+    """Refuse a journal written by a newer mvsep-watch; ``fix`` ends the message."""
+    if version > SCHEMA_VERSION:
+        raise JournalVersionError(
+            f"journal {path} has schema version {version}, but this mvsep-watch "
+            f"understands up to version {SCHEMA_VERSION}: {fix}"
+        )
+
+
+def acquire_lock(path: Path) -> IO[str]:
+    lock_path = path.with_name(path.name + ".lock")
+    fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the lifetime
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise JournalLockedError(
+            f"journal {path} is in use by another mvsep-watch (pid {holder}; lock file "
+            f"{lock_path}): stop it first, or use another [journal] path"
+        ) from exc
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh

@@ -1,0 +1,182 @@
+"""What the watcher knows of one inbox: its spec, its runtime state, its root on disk.
+
+:class:`WatchedInbox` is the configured inbox (``service.py`` maps it from config);
+:class:`InboxState` is its runtime state, touched only by the checker thread: the ignore
+rules, the stability tracker, the pause/resume probe of the root, and the skip log (each
+skipped path logged once per run; the daemon's own folders are skipped silently).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import sys
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import structlog
+from watchdog.observers.api import BaseObserver, ObservedWatch
+
+from daemon.stability import (
+    DEFAULT_AUDIO_EXTENSIONS,
+    DEFAULT_SETTLE_S,
+    IgnoreRules,
+    StabilityTracker,
+)
+
+log = structlog.get_logger("daemon.watcher")
+
+DEFAULT_RESCAN_INTERVAL_S = 300.0
+DEFAULT_POLL_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class WatchedInbox:
+    """One inbox folder, as ``service.py`` maps it from config.
+
+    ``excluded_dirs`` are the daemon's own folders (output/failed/archive) when they live
+    inside the inbox: absolute, or relative to ``path``. Folders outside the inbox are ignored.
+    """
+
+    name: str
+    path: Path
+    poll: bool = False
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    settle_s: float = DEFAULT_SETTLE_S
+    recursive: bool = True
+    extensions: frozenset[str] = DEFAULT_AUDIO_EXTENSIONS
+    excluded_dirs: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadyFile:
+    """A file that has finished writing. ``path`` = inbox root / ``relative_path``."""
+
+    path: Path
+    inbox: str
+    relative_path: str  # POSIX separators, e.g. "album/01 intro.flac"
+    size: int
+    mtime: float
+
+
+def relative_excluded(root: Path, dirs: Sequence[Path]) -> tuple[PurePosixPath, ...]:
+    out: list[PurePosixPath] = []
+    for folder in dirs:
+        if not folder.is_absolute():
+            out.append(PurePosixPath(folder.as_posix()))
+            continue
+        for base, target in ((root, folder), (Path(os.path.realpath(root)), folder.resolve())):
+            try:
+                out.append(PurePosixPath(target.relative_to(base).as_posix()))
+                break
+            except ValueError:
+                continue
+    return tuple(p for p in out if p.parts)
+
+
+@dataclass(eq=False)
+class InboxState:
+    """Runtime state of one inbox; touched only by the checker thread (and start/stop)."""
+
+    spec: WatchedInbox
+    root: Path
+    rules: IgnoreRules
+    tracker: StabilityTracker[str]  # keyed by absolute path strings under `root`
+    log: Any
+    use_polling: bool
+    real_root: str | None = None
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the root when last present
+    mount_point: bool = False
+    paused: bool = False
+    needs_scan: bool = True
+    observer: BaseObserver | None = None
+    watch: ObservedWatch | None = None
+    dirty: dict[str, bool] = field(default_factory=dict)  # path -> is_directory
+    skips_logged: set[str] = field(default_factory=set)
+
+    @property
+    def root_s(self) -> str:
+        return str(self.root)
+
+    def relative(self, path: str) -> str | None:
+        """``path`` relative to the root with "/" separators, "" for the root itself, None
+        when outside. Plain string work: this runs for every file of every scan. NFC on
+        macOS, whose FSEvents and directory listings may disagree on Unicode normalisation."""
+        for base in (self.root_s, self.real_root):
+            if base is None:
+                continue
+            if path == base:
+                return ""
+            prefix = base if base.endswith(os.sep) else base + os.sep
+            if not path.startswith(prefix):
+                continue
+            rel = path[len(prefix) :]
+            if os.sep != "/":
+                rel = rel.replace(os.sep, "/")
+            if sys.platform == "darwin":
+                rel = unicodedata.normalize("NFC", rel)
+            return rel
+        return None
+
+    def key(self, rel: str) -> str:
+        """The tracker key (absolute path under the configured root) of a relative path."""
+        return os.path.join(self.root_s, rel.replace("/", os.sep) if os.sep != "/" else rel)
+
+    def probe_root(self) -> tuple[bool, bool]:
+        """(present, changed). Present: the root is a directory and, if it was a mount point,
+        still is one (an unmounted share leaves its mount point behind as an empty folder that
+        must not read as empty). Changed: it is not the folder seen last time (remounted,
+        or deleted and recreated), so the observer watch must be placed again."""
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return False, False
+        if not stat_mod.S_ISDIR(st.st_mode):
+            return False, False
+        identity = (st.st_dev, st.st_ino)
+        if identity == self.identity:
+            return True, False
+        if self.mount_point and not os.path.ismount(self.root):
+            return False, False  # was a mount point, now the bare folder underneath
+        changed = self.identity is not None
+        self.identity = identity
+        self.mount_point = os.path.ismount(self.root)
+        return True, changed
+
+    def root_unchanged(self) -> bool:
+        """The root is still the very folder last seen present: safe to believe a missing
+        file is really gone (not hidden by an unmount or a remount)."""
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return False
+        return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
+
+    def skip(self, rel: str, reason: str, kind: str) -> None:
+        """Log once per run that ``rel`` (a ``kind``: file or folder) is skipped, and why;
+        nothing for the daemon's own folders and what it moved into them (``_failed``, the
+        archive, an output folder inside the inbox), which are not skipped *input*."""
+        parts = tuple(rel.split("/"))
+        if self.rules.own_folder(parts if kind == "folder" else parts[:-1]):
+            return
+        if rel not in self.skips_logged:
+            self.skips_logged.add(rel)
+            self.log.info(f"{kind} skipped", file=rel, reason=reason)
+
+
+def make_inbox(spec: WatchedInbox) -> InboxState:
+    root = Path(os.path.abspath(spec.path))
+    rules = IgnoreRules(
+        extensions=spec.extensions, excluded_dirs=relative_excluded(root, spec.excluded_dirs)
+    )
+    return InboxState(
+        spec=spec,
+        root=root,
+        rules=rules,
+        tracker=StabilityTracker(settle_s=spec.settle_s),
+        log=log.bind(inbox=spec.name),
+        use_polling=spec.poll,
+    )
