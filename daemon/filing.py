@@ -192,7 +192,8 @@ class _Blank(dict[str, str]):
         return ""
 
 
-def _with_counter(dest: Path, n: int) -> Path:
+def with_counter(dest: Path, n: int) -> Path:
+    """``name (n).ext`` beside ``dest`` (pure)."""
     base, ext = _split_ext(dest.name)
     return dest.with_name(f"{base} ({n}){ext}")
 
@@ -208,9 +209,9 @@ def resolve_collision(dest: Path, policy: str = "suffix") -> Path:
     if policy != "suffix" or not os.path.lexists(dest):
         return dest
     n = 2
-    while os.path.lexists(_with_counter(dest, n)):
+    while os.path.lexists(with_counter(dest, n)):
         n += 1
-    return _with_counter(dest, n)
+    return with_counter(dest, n)
 
 
 # --------------------------------------------------------------------------- I/O part

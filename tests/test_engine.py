@@ -34,7 +34,7 @@ def test_happy_path_two_files(
         sidecar = json.loads((r.out / "a" / "a.mvsep.json").read_text())
         assert sidecar["sep_type"] == 48 and sidecar["mvsep_hash"] == r.job(ids[0]).mvsep_hash
         assert a.exists()  # keep
-        assert not b.exists() and (r.inbox / "_archive" / "b.wav").exists()
+        assert not b.exists() and (r.inbox / "_processed" / "b.wav").exists()
         assert r.creates() == 2
         assert r.engine.slots == 1 and r.recorder.max_slots_held == 1  # free account
         assert emu.stats["creates_rejected"] == 0
