@@ -14,7 +14,8 @@ folder relative to its inbox (may be empty or several levels; an empty one colla
 ``{name}`` the source file name without extension, ``{stem}`` the stem (``Vocals``...),
 ``{preset}``, ``{sep_type}``, ``{algorithm}``, ``{date}`` (``YYYY-MM-DD``), ``{ext}`` the
 stem's extension without dot, ``{artist}``, ``{title}`` (tags), ``{hash}`` the MVSEP hash.
-A component that renders empty (e.g. ``{artist}/`` without tags) is dropped.
+A component that renders empty is dropped here; the engine never passes an empty field but
+``{relative_dir}`` (``daemon.engine.outputs`` gives missing tags their fallbacks).
 """
 
 from __future__ import annotations
