@@ -69,8 +69,8 @@ def download_and_file(ctx: Context, job: Job) -> None:
     if current.state is not JobState.DOWNLOADING:  # cancelled meanwhile (discard policy)
         _drop_staging(ctx, job)
         return
-    outputs = [Path(p) for p in current.planned_outputs or () if not is_skipped(p)]
-    filed = ctx.journal.mark_filed(job.id, outputs)
+    paths = [Path(p) for p in current.planned_outputs or () if not is_skipped(p)]
+    filed = ctx.journal.mark_filed(job.id, paths)
     _drop_staging(ctx, job)
     dispose_filed_source(ctx, filed)
 
