@@ -25,13 +25,12 @@ from typing import Any
 
 from daemon.emulator import EmulatorOptions, EmulatorServer
 from daemon.emulator.audio import write_test_audio
-from daemon.engine import Engine
+from daemon.engine import Engine, EngineSettings
 from daemon.jobs import JobRequest, SourceFile
 from daemon.journal import Journal
 from daemon.logs import configure_logging
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import Pacer
-from daemon.workflow import EngineSettings
 
 REQUEST = JobRequest(sep_type=40, options={}, output_format=1, algorithm_name="BS Roformer")
 

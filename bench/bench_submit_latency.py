@@ -47,7 +47,7 @@ def _config(root: Path, base_url: str, settle_s: float, poll_s: float) -> Path:
                 "path": str(root / "in" / kind),
                 "preset": "vocals",
                 "output": str(root / "out" / kind),
-                "settle_seconds": settle_s,
+                "settle_s": settle_s,
                 "poll": kind == "polling",
                 "poll_interval_s": poll_s,
                 "after_success": "keep",
@@ -136,7 +136,7 @@ def run(files: int, settle_s: float, poll_s: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20, help="files per inbox kind")
-    parser.add_argument("--settle", type=float, default=1.0, help="settle_seconds")
+    parser.add_argument("--settle", type=float, default=1.0, help="settle_s")
     parser.add_argument("--poll", type=float, default=1.0, help="poll_interval_s of the NAS inbox")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -31,6 +31,16 @@ APP_NAME = "mvsep-watch"
 ENV_CONFIG = "MVSEP_WATCH_CONFIG"
 ENV_TOKEN = "MVSEP_API_TOKEN"
 ENV_PREFIX = "MVSEP_WATCH_"
+ARCHIVE_DIR_NAME = "_processed"
+"""Default archive folder inside an inbox (``[[inbox]] archive_dir``)."""
+FAILED_DIR_NAME = "_failed"
+"""Default failed folder inside an inbox (``[[inbox]] failed_dir``)."""
+RENAMED_KEYS = {
+    "backoff_base_s": "retry_base_s",
+    "backoff_cap_s": "retry_cap_s",
+    "settle_seconds": "settle_s",
+}
+"""Keys of older versions: one name per setting from config file to code."""
 
 
 def default_config_path() -> Path:
@@ -112,7 +122,7 @@ class InboxSection(_Section):
     subfolders_as_presets: bool = False
     poll: bool = False
     poll_interval_s: float = Field(default=10.0, gt=0)
-    settle_seconds: float = Field(default=5.0, ge=0)
+    settle_s: float = Field(default=5.0, ge=0)
     extensions: list[str] | None = None
     output_template: str | None = None
     on_collision: Literal["suffix", "overwrite", "skip"] = "suffix"
@@ -127,18 +137,18 @@ class InboxSection(_Section):
 
     @property
     def archive_path(self) -> Path:
-        return self.archive_dir or self.path / "_processed"
+        return self.archive_dir or self.path / ARCHIVE_DIR_NAME
 
     @property
     def failed_path(self) -> Path:
-        return self.failed_dir or self.path / "_failed"
+        return self.failed_dir or self.path / FAILED_DIR_NAME
 
 
 class EngineSection(_Section):
     max_transfers: int = Field(default=3, ge=1, le=32)
     retry_deadline_s: float = Field(default=24 * 3600.0, gt=0)
-    backoff_base_s: float = Field(default=5.0, gt=0)
-    backoff_cap_s: float = Field(default=600.0, gt=0)
+    retry_base_s: float = Field(default=5.0, gt=0)
+    retry_cap_s: float = Field(default=600.0, gt=0)
     resubmit_expired: bool = False
     dedupe_same_content: bool = True
     on_cancel_processing: Literal["discard", "keep"] = "discard"
@@ -267,7 +277,9 @@ def _format_error(path: Path, err: Mapping[str, Any], env: Mapping[str, str]) ->
     loc = tuple(err.get("loc", ()))
     where = describe_location(loc)
     kind = err.get("type", "")
-    if kind == "extra_forbidden":
+    if kind == "extra_forbidden" and loc and str(loc[-1]) in RENAMED_KEYS:
+        message = f"renamed: write {RENAMED_KEYS[str(loc[-1])]} instead"
+    elif kind == "extra_forbidden":
         message = "unknown key (misspelt, or in the wrong section?)"
     elif kind == "missing":
         message = "required key is missing"

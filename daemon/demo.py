@@ -47,7 +47,7 @@ def demo_config(work: Path, inbox: Path, output: Path, base_url: str) -> dict[st
                 "preset": "four-stems",
                 "output": str(output),
                 "name": "demo",
-                "settle_seconds": 1.0,
+                "settle_s": 1.0,
                 "subfolders_as_presets": True,
                 "after_success": "archive",
                 "archive_dir": str(work / "processed"),

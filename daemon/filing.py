@@ -14,7 +14,8 @@ folder relative to its inbox (may be empty or several levels; an empty one colla
 ``{name}`` the source file name without extension, ``{stem}`` the stem (``Vocals``...),
 ``{preset}``, ``{sep_type}``, ``{algorithm}``, ``{date}`` (``YYYY-MM-DD``), ``{ext}`` the
 stem's extension without dot, ``{artist}``, ``{title}`` (tags), ``{hash}`` the MVSEP hash.
-A component that renders empty (e.g. ``{artist}/`` without tags) is dropped.
+A component that renders empty is dropped here; the engine never passes an empty field but
+``{relative_dir}`` (``daemon.engine.outputs`` gives missing tags their fallbacks).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import os
 import string
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -192,7 +193,8 @@ class _Blank(dict[str, str]):
         return ""
 
 
-def _with_counter(dest: Path, n: int) -> Path:
+def with_counter(dest: Path, n: int) -> Path:
+    """``name (n).ext`` beside ``dest`` (pure)."""
     base, ext = _split_ext(dest.name)
     return dest.with_name(f"{base} ({n}){ext}")
 
@@ -208,9 +210,9 @@ def resolve_collision(dest: Path, policy: str = "suffix") -> Path:
     if policy != "suffix" or not os.path.lexists(dest):
         return dest
     n = 2
-    while os.path.lexists(_with_counter(dest, n)):
+    while os.path.lexists(with_counter(dest, n)):
         n += 1
-    return _with_counter(dest, n)
+    return with_counter(dest, n)
 
 
 # --------------------------------------------------------------------------- I/O part
@@ -237,20 +239,32 @@ def fsync_dir(directory: Path) -> None:
 def _copy_stream(src: BinaryIO, dst: BinaryIO) -> None:
     while chunk := src.read(_COPY_CHUNK):
         dst.write(chunk)
-    dst.flush()
-    os.fsync(dst.fileno())
 
 
-@contextlib.contextmanager
-def _part_file(dest: Path) -> Iterator[Path]:
-    """Yield ``dest.part``; remove it if the body raises (nothing half-written is left)."""
+def write_atomically(dest: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """The one atomic write: ``write(fh)`` fills ``dest.part``, which is fsynced,
+    ``os.replace``\\d onto ``dest`` (parents created), and the directory fsynced. If anything
+    raises, the ``.part`` is removed and ``dest`` is untouched. Returns ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
     part = _part_path(dest)
     try:
-        yield part
+        with open(part, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(part, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             part.unlink(missing_ok=True)
         raise
+    fsync_dir(dest.parent)
+    return dest
+
+
+def copy_atomically(src: Path, dest: Path) -> Path:
+    """Copy ``src`` onto ``dest`` through :func:`write_atomically`."""
+    with open(src, "rb") as fin:
+        return write_atomically(dest, lambda fout: _copy_stream(fin, fout))
 
 
 def file_atomically(
@@ -278,11 +292,7 @@ def file_atomically(
     if move and _try_rename(src, final):
         fsync_dir(final.parent)
     else:
-        with _part_file(final) as part:
-            with open(src, "rb") as fin, open(part, "wb") as fout:
-                _copy_stream(fin, fout)
-            os.replace(part, final)
-        fsync_dir(final.parent)
+        copy_atomically(src, final)
         if move:
             src.unlink(missing_ok=True)
     log.debug("filed", src=str(src), dest=str(final))
@@ -303,15 +313,8 @@ def _try_rename(src: Path, final: Path) -> bool:
 
 
 def _write_text_atomically(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _part_file(path) as part:
-        with open(part, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(part, path)
-    fsync_dir(path.parent)
-    return path
+    data = text.encode("utf-8")
+    return write_atomically(path, lambda fh: fh.write(data))
 
 
 def write_sidecar(path: Path, data: Mapping[str, object]) -> Path:
@@ -422,5 +425,7 @@ __all__ = [
     "resolve_collision",
     "safe_component",
     "validate_template",
+    "write_atomically",
+    "copy_atomically",
     "write_sidecar",
 ]

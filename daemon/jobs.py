@@ -1,4 +1,8 @@
-"""PURE job state machine: states, events, ``transition()``, backoff maths. No I/O.
+"""PURE job state machine: events, ``transition()``, what a cancel means. No I/O.
+
+The states and the job record are in ``daemon.records`` (re-exported here); where a job goes
+after an error is ``daemon.engine.retry``; each state's work is a module of
+``daemon.engine`` (``prepare``, ``submit``, ``poll``, ``deliver``, ``dispose``).
 
 A job moves through::
 
@@ -12,6 +16,15 @@ A job moves through::
     retry_wait ◀──defer── ready / submitting / downloading          any ──fail──▶ failed
     retry_wait ──resume──▶ the state it was deferred from            some ──cancel─▶ cancelled
 
+Each state's work is one module of ``daemon/engine/`` (``scheduler.py`` hands jobs to them)::
+
+    ready         prepare.py    sniff, hash, dedup; then scheduler.py claims a slot
+    submitting    submit.py     the create (after the intent is journaled); reconcile
+    queued        poll.py       get + next poll delay; cancel at MVSEP
+    downloading   deliver.py    stage the stems, plan paths (outputs.py), file, sidecar
+    retry_wait    scheduler.py  resume when due; retry.py decides who waits and how long
+    filed/failed  dispose.py    archive/delete/keep the input; failed folder
+
 ``filed``, ``failed`` and ``cancelled`` are terminal: every event raises
 :class:`~daemon.errors.IllegalTransition` there. A job holds an MVSEP hash at most once
 per submission: ``submit_intent`` and ``submitted`` require that no hash is held, and only
@@ -23,173 +36,62 @@ Times are wall-clock seconds (``time.time()``) passed in by the caller.
 from __future__ import annotations
 
 import dataclasses
-import enum
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Literal, Protocol
 
+from daemon.clock import Clock
 from daemon.errors import IllegalTransition
+from daemon.records import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    AfterSuccess,
+    CancelProcessing,
+    Job,
+    JobRequest,
+    JobState,
+    OnCollision,
+    ResultFile,
+    SourceFile,
+    result_file_from_json,
+    result_file_to_json,
+)
 
-
-class JobState(enum.StrEnum):
-    READY = "ready"
-    SUBMITTING = "submitting"
-    QUEUED = "queued"
-    DOWNLOADING = "downloading"
-    RETRY_WAIT = "retry_wait"
-    FILED = "filed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset({JobState.FILED, JobState.FAILED, JobState.CANCELLED})
-ACTIVE_STATES = frozenset(set(JobState) - TERMINAL_STATES)
-
-AfterSuccess = Literal["archive", "delete", "keep"]
-OnCollision = Literal["suffix", "overwrite", "skip"]
-CancelProcessing = Literal["discard", "keep"]
-
-
-class Clock(Protocol):
-    """Injected time source: ``monotonic()`` for intervals, ``time()`` for the journal."""
-
-    def monotonic(self) -> float: ...
-
-    def time(self) -> float: ...
-
-
-class Rng(Protocol):
-    def random(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """The exact request sent to MVSEP, snapshotted when the job is journaled."""
-
-    sep_type: int
-    options: dict[str, str]
-    output_format: int
-    algorithm_name: str
-    price_coefficient: float = 1.0
-
-    def key(self) -> str:
-        """Identity of the request for de-duplication (what MVSEP would compute)."""
-        opts = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"{self.sep_type}|{self.output_format}|{opts}"
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """A file the watcher (or the CLI) hands to the engine, with where its results go."""
-
-    path: Path
-    inbox: str
-    relative_path: str
-    preset: str
-    request: JobRequest
-    output_dir: Path
-    output_template: str
-    failed_dir: Path
-    after_success: AfterSuccess = "keep"
-    archive_dir: Path | None = None
-    on_collision: OnCollision = "suffix"
-    sidecar: bool = True
-    move_failed: bool = True
-    """False: a failed input stays where it is (``separate`` never moves the user's files)."""
-
-    @property
-    def inbox_root(self) -> Path:
-        """The inbox folder the file was found in: ``path`` less ``relative_path``."""
-        depth = len(PurePosixPath(self.relative_path).parts)
-        return self.path.parents[depth - 1] if depth > 0 else self.path.parent
-
-    def to_json(self) -> dict[str, object]:
-        data = dataclasses.asdict(self)
-        for name in ("path", "output_dir", "failed_dir", "archive_dir"):
-            value = data[name]
-            data[name] = None if value is None else str(value)
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> SourceFile:
-        req = dict(data["request"])  # type: ignore[call-overload]
-        archive = data.get("archive_dir")
-        return cls(
-            path=Path(str(data["path"])),
-            inbox=str(data["inbox"]),
-            relative_path=str(data["relative_path"]),
-            preset=str(data["preset"]),
-            request=JobRequest(
-                sep_type=int(req["sep_type"]),
-                options={str(k): str(v) for k, v in dict(req["options"]).items()},
-                output_format=int(req["output_format"]),
-                algorithm_name=str(req["algorithm_name"]),
-                price_coefficient=float(req.get("price_coefficient", 1.0)),
-            ),
-            output_dir=Path(str(data["output_dir"])),
-            output_template=str(data["output_template"]),
-            failed_dir=Path(str(data["failed_dir"])),
-            after_success=data.get("after_success", "keep"),  # type: ignore[arg-type]
-            archive_dir=None if archive is None else Path(str(archive)),
-            on_collision=data.get("on_collision", "suffix"),  # type: ignore[arg-type]
-            sidecar=bool(data.get("sidecar", True)),
-            move_failed=bool(data.get("move_failed", True)),
-        )
-
-
-@dataclass(frozen=True)
-class ResultFile:
-    """One output of a finished MVSEP job (or, for a duplicate, an earlier local output)."""
-
-    type: str
-    url: str = ""
-    download: str = ""
-    local: str = ""  # a path to copy from instead of downloading
-
-
-@dataclass(frozen=True)
-class Job:
-    """A journaled job: what the journal row holds, as plain data."""
-
-    id: int
-    source: SourceFile
-    size: int
-    mtime: float
-    created_at: float
-    updated_at: float
-    state: JobState = JobState.READY
-    sha256: str | None = None
-    resume_state: JobState | None = None
-    mvsep_status: str | None = None
-    mvsep_hash: str | None = None
-    nonce: str | None = None
-    intent_at: float | None = None
-    attempts: int = 0
-    first_error_at: float | None = None
-    next_attempt_at: float | None = None
-    last_error: str | None = None
-    cancel_requested: str | None = None
-    duplicate_of: int | None = None
-    estimated_credits: float | None = None
-    used_credits: float | None = None
-    result_files: tuple[ResultFile, ...] = ()
-    planned_outputs: tuple[str, ...] | None = None
-    outputs: tuple[str, ...] = ()
-    source_disposed: str | None = None
-
-    @property
-    def holds_slot(self) -> bool:
-        """Whether MVSEP counts this job against the account's parallel limit (maybe)."""
-        if self.state in (JobState.SUBMITTING, JobState.QUEUED):
-            return True
-        return self.state is JobState.RETRY_WAIT and self.resume_state is JobState.SUBMITTING
-
+__all__ = [
+    "ACTIVE_STATES",
+    "ALLOWED",
+    "TERMINAL_STATES",
+    "AfterSuccess",
+    "CancelDeclined",
+    "CancelProcessing",
+    "CancelRequested",
+    "Cancelled",
+    "Clock",
+    "Deferred",
+    "Duplicate",
+    "Event",
+    "Expired",
+    "Failed",
+    "Filed",
+    "Job",
+    "JobRequest",
+    "JobState",
+    "OnCollision",
+    "OutputsPlanned",
+    "Prepared",
+    "ReconciledAbsent",
+    "ResultFile",
+    "ResultReady",
+    "Resumed",
+    "SourceFile",
+    "StatusSeen",
+    "SubmitIntent",
+    "Submitted",
+    "cancel_event",
+    "describe",
+    "result_file_from_json",
+    "result_file_to_json",
+    "transition",
+]
 
 # ---------------------------------------------------------------- events
 
@@ -560,39 +462,3 @@ def cancel_event(job: Job, reason: str, *, processing: CancelProcessing) -> Even
     if job.state is _S.DOWNLOADING:
         return Cancelled(reason) if processing == "discard" else None
     return CancelRequested(reason)
-
-
-# ---------------------------------------------------------------- backoff
-
-
-def backoff_delay_s(attempt: int, *, base_s: float, cap_s: float, rng: Rng) -> float:
-    """Capped exponential backoff with "equal jitter": in [d/2, d], d = min(cap, base·2^(n-1))."""
-    exponent = max(0, attempt - 1)
-    ceiling = cap_s if exponent >= 63 else min(cap_s, base_s * math.pow(2.0, exponent))
-    return ceiling / 2 + rng.random() * ceiling / 2
-
-
-def deadline_passed(job: Job, *, now: float, deadline_s: float) -> bool:
-    """True when the current retry streak has lasted longer than ``deadline_s``."""
-    started = job.first_error_at if job.first_error_at is not None else now
-    return now - started >= deadline_s
-
-
-def estimate_credits(duration_s: float | None, price_coefficient: float) -> float | None:
-    """MVSEP's premium price: floor(duration·coefficient/60), at least 1."""
-    if duration_s is None:
-        return None
-    return float(max(1, math.floor(duration_s * price_coefficient / 60)))
-
-
-def result_file_to_json(f: ResultFile) -> dict[str, str]:
-    return dataclasses.asdict(f)
-
-
-def result_file_from_json(data: Mapping[str, str]) -> ResultFile:
-    return ResultFile(
-        type=str(data.get("type", "")),
-        url=str(data.get("url", "")),
-        download=str(data.get("download", "")),
-        local=str(data.get("local", "")),
-    )

@@ -21,7 +21,7 @@ import structlog
 
 from daemon.catalogue import Catalogue, CatalogueCache
 from daemon.config import InboxSection, Settings
-from daemon.engine import Engine
+from daemon.engine import Engine, EngineSettings
 from daemon.errors import ConfigError
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
 from daemon.jobs import JobRequest, SourceFile
@@ -30,7 +30,6 @@ from daemon.logs import register_secret
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import Pacer, PollPolicy
 from daemon.watcher import InboxWatcher, ReadyFile, WatchedInbox
-from daemon.workflow import EngineSettings
 
 log = structlog.get_logger(__name__)
 
@@ -108,15 +107,15 @@ def to_request(resolved: Any) -> JobRequest:
 def engine_settings(settings: Settings) -> EngineSettings:
     eng = settings.engine
     return EngineSettings(
-        max_in_flight=settings.mvsep.max_parallel_jobs,
+        max_parallel_jobs=settings.mvsep.max_parallel_jobs,
         max_transfers=eng.max_transfers,
-        retry_base_s=eng.backoff_base_s,
-        retry_cap_s=eng.backoff_cap_s,
+        retry_base_s=eng.retry_base_s,
+        retry_cap_s=eng.retry_cap_s,
         retry_deadline_s=eng.retry_deadline_s,
         reconcile_grace_s=eng.reconcile_grace_s,
         resubmit_expired=eng.resubmit_expired,
         dedupe_same_content=eng.dedupe_same_content,
-        cancel_processing=eng.on_cancel_processing,
+        on_cancel_processing=eng.on_cancel_processing,
         cut_off_wait_s=eng.cut_off_wait_s,
         missing_inbox_recheck_s=eng.missing_inbox_recheck_s,
     )
@@ -142,7 +141,7 @@ def watched_inbox(inbox: InboxSection) -> WatchedInbox:
         path=inbox.path,
         poll=inbox.poll,
         poll_interval_s=inbox.poll_interval_s,
-        settle_s=inbox.settle_seconds,
+        settle_s=inbox.settle_s,
         recursive=inbox.recursive,
         excluded_dirs=(inbox.failed_path, inbox.archive_path, inbox.output),
         **extra,

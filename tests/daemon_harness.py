@@ -39,7 +39,7 @@ def write_config(
                 "path": str(tmp / "in"),
                 "preset": "vocals",
                 "output": str(tmp / "out"),
-                "settle_seconds": 0.3,
+                "settle_s": 0.3,
                 "after_success": "keep",
                 **inbox,
             }

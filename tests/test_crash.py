@@ -57,8 +57,8 @@ def spawn(tmp: Path, base_url: str, inputs: list[Path]) -> subprocess.Popen[str]
         "XDG_CONFIG_HOME": str(tmp / "config"),
         "MVSEP_WATCH_ENGINE__RECONCILE_GRACE_S": "2",
         "MVSEP_WATCH_ENGINE__POLL_UNKNOWN_S": "1",
-        "MVSEP_WATCH_ENGINE__BACKOFF_BASE_S": "0.5",
-        "MVSEP_WATCH_ENGINE__BACKOFF_CAP_S": "2",
+        "MVSEP_WATCH_ENGINE__RETRY_BASE_S": "0.5",
+        "MVSEP_WATCH_ENGINE__RETRY_CAP_S": "2",
     }
     cmd = [
         sys.executable, "-m", "daemon", "--log-format", "json", "separate", "--no-config",

@@ -105,7 +105,7 @@ def test_daemon_copy_pausing_longer_than_settle_is_sent_once_when_complete(
 ) -> None:
     """The whole daemon: a copy pauses past the settle time, then finishes."""
     emulator = make_emulator(premium=True, processing_s=0.2, rate_limit_per_min=1000)
-    box = inbox(tmp_path, "music", "vocals", settle_seconds=0.5)
+    box = inbox(tmp_path, "music", "vocals", settle_s=0.5)
     settings, _ = load_settings(write_config(tmp_path, emulator.base_url, [box]), env={})
     daemon = Daemon(settings, config_label="test")
     daemon.start()

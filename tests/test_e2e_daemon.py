@@ -37,7 +37,7 @@ def write_config(tmp_path: Path, base_url: str, inboxes: list[dict[str, Any]]) -
         },
         "journal": {"path": str(tmp_path / "state" / "journal.sqlite")},
         "catalogue": {"cache_path": str(tmp_path / "state" / "algorithms.json")},
-        "engine": {"backoff_base_s": 0.2, "backoff_cap_s": 1.0},
+        "engine": {"retry_base_s": 0.2, "retry_cap_s": 1.0},
         "presets": {
             "four": {
                 "sep_type": "Demucs4 HT (vocals, drums, bass, other)",
@@ -58,7 +58,7 @@ def inbox(tmp_path: Path, name: str, preset: str, **extra: Any) -> dict[str, Any
         "path": str(tmp_path / "in" / name),
         "preset": preset,
         "output": str(tmp_path / "out" / name),
-        "settle_seconds": 0.5,
+        "settle_s": 0.5,
         **extra,
     }
 

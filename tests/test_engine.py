@@ -34,7 +34,7 @@ def test_happy_path_two_files(
         sidecar = json.loads((r.out / "a" / "a.mvsep.json").read_text())
         assert sidecar["sep_type"] == 48 and sidecar["mvsep_hash"] == r.job(ids[0]).mvsep_hash
         assert a.exists()  # keep
-        assert not b.exists() and (r.inbox / "_archive" / "b.wav").exists()
+        assert not b.exists() and (r.inbox / "_processed" / "b.wav").exists()
         assert r.creates() == 2
         assert r.engine.slots == 1 and r.recorder.max_slots_held == 1  # free account
         assert emu.stats["creates_rejected"] == 0
@@ -147,3 +147,17 @@ def emu_create(emu: Any, path: Path, name: str) -> str:
             files={"audiofile": (name, fh)},
         ).json()  # fmt: skip
     return str(body["data"]["hash"])
+
+
+def test_input_removed_before_it_was_prepared_is_cancelled_without_a_create(
+    tmp_path: Path, make_emulator: Callable[..., Any], audio_file: Callable[..., Path]
+) -> None:
+    emu = make_emulator()
+    with rig(tmp_path, emu) as r:
+        song = audio_file("in/gone.wav", seconds=0.5)
+        job_id = r.submit(song)
+        song.unlink()  # before the engine started: prepare finds it gone, its inbox there
+        assert r.engine.run_until_idle(30)
+        job = r.job(job_id)
+        assert job.state is S.CANCELLED and "removed before it was sent" in (job.last_error or "")
+        assert r.creates() == 0

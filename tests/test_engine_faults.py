@@ -119,7 +119,7 @@ def test_cancel_while_processing(
     # FAST_POLLS would spend the emulator's 60 requests a minute on a 4 s job and then wait
     # out the window; a 0.5 s poll while processing keeps this job well under it
     polls = replace(FAST_POLLS, processing_unknown_s=0.5, processing_floor_s=0.5)
-    with rig(tmp_path, emu, poll_policy=polls, cancel_processing=policy) as r:
+    with rig(tmp_path, emu, poll_policy=polls, on_cancel_processing=policy) as r:
         job_id = r.submit(audio_file("in/p.wav", seconds=0.5))
         r.engine.start()
         r.recorder.wait_for(lambda: r.job(job_id).mvsep_status == "processing")

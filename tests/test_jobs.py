@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 from pathlib import Path
 
 import pytest
@@ -36,10 +35,7 @@ from daemon.jobs import (
     StatusSeen,
     SubmitIntent,
     Submitted,
-    backoff_delay_s,
     cancel_event,
-    deadline_passed,
-    estimate_credits,
     transition,
 )
 
@@ -224,40 +220,6 @@ def test_terminal_states_are_final(terminal: JobState) -> None:
     for ev in sample_events():
         with pytest.raises(IllegalTransition):
             transition(job, ev, now=1.0)
-
-
-@pytest.mark.parametrize(
-    ("attempt", "rng_value", "expected"),
-    [
-        (1, 0.0, 2.5),
-        (1, 1.0, 5.0),
-        (2, 0.0, 5.0),
-        (3, 1.0, 20.0),
-        (30, 1.0, 600.0),
-        (999, 0.0, 300.0),
-    ],
-)
-def test_backoff(attempt: int, rng_value: float, expected: float) -> None:
-    class Fixed:
-        def random(self) -> float:
-            return rng_value
-
-    assert backoff_delay_s(attempt, base_s=5.0, cap_s=600.0, rng=Fixed()) == pytest.approx(expected)
-
-
-def test_backoff_jitter_stays_in_bounds() -> None:
-    rng = random.Random(1)
-    delays = {backoff_delay_s(4, base_s=1.0, cap_s=100.0, rng=rng) for _ in range(100)}
-    assert min(delays) >= 4.0 and max(delays) <= 8.0 and len(delays) > 50
-
-
-def test_deadline_and_credits() -> None:
-    job = new_job(first_error_at=100.0)
-    assert not deadline_passed(job, now=150.0, deadline_s=60.0)
-    assert deadline_passed(job, now=160.0, deadline_s=60.0)
-    assert estimate_credits(30.0, 1.0) == 1.0
-    assert estimate_credits(600.0, 1.5) == 15.0
-    assert estimate_credits(None, 1.0) is None
 
 
 def test_source_file_json_round_trip() -> None:

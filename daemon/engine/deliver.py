@@ -1,4 +1,4 @@
-"""The engine's filing step: stage the stems, plan their final paths, file them exactly once.
+"""The ``downloading`` state's work: stage the stems, plan their final paths, file them once.
 
 Stems are downloaded (or, for a duplicate, copied) into ``<staging>/<job id>/`` — outside the
 output tree, so a kill mid-download leaves no ``.part`` among the outputs; the client resumes
@@ -11,26 +11,27 @@ Only after ``filed`` is committed is the input archived, deleted or kept.
 
 from __future__ import annotations
 
-import contextlib
+import os
 import shutil
 from datetime import datetime
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 from daemon import filing
-from daemon.errors import ApiConnectionError, ApiNotFound, RetryLater, Stopping, WillNeverWork
-from daemon.formats import BY_CODE
-from daemon.jobs import Job, JobState, ResultFile
-from daemon.submission import expired
-from daemon.workflow import (
+from daemon.engine import outputs
+from daemon.engine.context import (
     Aborted,
     Context,
-    dispose_filed_source,
-    fail,
-    handle_error,
+    ids,
     log,
+    record_error,
     wait_for_missing_folder,
 )
+from daemon.engine.dispose import dispose_filed_source
+from daemon.engine.outputs import Tags, is_skipped
+from daemon.engine.poll import expired
+from daemon.engine.retry import Step
+from daemon.errors import ApiConnectionError, ApiNotFound, RetryLater, Stopping, WillNeverWork
+from daemon.jobs import Job, JobState, ResultFile
 
 
 def staging_dir(ctx: Context, job: Job) -> Path:
@@ -54,7 +55,7 @@ def download_and_file(ctx: Context, job: Job) -> None:
         job = _plan(ctx, job)
         _file_all(ctx, job)
     except Stopping:
-        log.info("transfer stopped; resumes on restart", job_id=job.id, file=str(job.source.path))
+        log.info("transfer stopped; resumes on restart", **ids(job))
         return
     except ApiNotFound:
         expired(ctx, ctx.journal.get(job.id))
@@ -62,14 +63,14 @@ def download_and_file(ctx: Context, job: Job) -> None:
     except (RetryLater, WillNeverWork, OSError) as exc:
         current = ctx.journal.get(job.id)
         if current.state is JobState.DOWNLOADING:
-            handle_error(ctx, current, exc, resume=None)
+            record_error(ctx, current, exc, step=Step.DOWNLOAD)
         return
     current = ctx.journal.get(job.id)
     if current.state is not JobState.DOWNLOADING:  # cancelled meanwhile (discard policy)
         _drop_staging(ctx, job)
         return
-    outputs = [Path(p) for p in current.planned_outputs or () if not _skipped(p)]
-    filed = ctx.journal.mark_filed(job.id, outputs)
+    paths = [Path(p) for p in current.planned_outputs or () if not is_skipped(p)]
+    filed = ctx.journal.mark_filed(job.id, paths)
     _drop_staging(ctx, job)
     dispose_filed_source(ctx, filed)
 
@@ -102,7 +103,7 @@ def _stage_all(ctx: Context, job: Job) -> None:
     ):
         _still_wanted(ctx, job)
         if planned is not None and (
-            _skipped(planned[i]) or _already_filed(Path(planned[i]), staged)
+            is_skipped(planned[i]) or _already_filed(Path(planned[i]), staged)
         ):
             continue
         if staged.is_file() and staged.stat().st_size > 0:
@@ -116,9 +117,7 @@ def _stage_all(ctx: Context, job: Job) -> None:
 
 def _fetch(ctx: Context, job: Job, result: ResultFile, staged: Path) -> None:
     if result.local:
-        part = staged.with_name(staged.name + ".part")
-        shutil.copyfile(result.local, part)
-        part.replace(staged)
+        filing.copy_atomically(Path(result.local), staged)
         return
 
     def progress(received: int, total: int | None) -> None:
@@ -130,11 +129,6 @@ def _fetch(ctx: Context, job: Job, result: ResultFile, staged: Path) -> None:
     ctx.client.download(result.url, staged, progress=progress)
 
 
-def _skipped(planned: str) -> bool:
-    """A stem not written because its destination existed (``on_collision = "skip"``)."""
-    return planned in ("", ".")
-
-
 def _already_filed(dest: Path, staged: Path) -> bool:
     if not dest.is_file():
         return False
@@ -143,44 +137,17 @@ def _already_filed(dest: Path, staged: Path) -> bool:
     return dest.stat().st_size == staged.stat().st_size
 
 
-def template_fields(job: Job, result: ResultFile) -> dict[str, str]:
-    source = job.source
-    name = source.path.stem
-    ext = PurePosixPath(result.download).suffix.lstrip(".") if result.download else ""
-    if not ext:
-        fmt = BY_CODE.get(source.request.output_format)
-        ext = fmt.ext if fmt else "bin"
-    artist = title = ""
-    with contextlib.suppress(Exception):
-        tags = _probe_tags(job)
-        artist, title = tags
-    return {
-        "inbox": source.inbox,
-        "relative_dir": str(PurePosixPath(source.relative_path).parent).strip("."),
-        "name": name,
-        "stem": result.type or "stem",
-        "preset": source.preset,
-        "sep_type": str(source.request.sep_type),
-        "algorithm": source.request.algorithm_name,
-        "date": datetime.now().strftime("%Y-%m-%d"),
-        "ext": ext,
-        "artist": artist,
-        "title": title,
-        "hash": job.mvsep_hash or "",
-    }
+def _tags(ctx: Context, job: Job) -> Tags:
+    """The input's tags; none if it cannot be read now."""
+    try:
+        probe = ctx.probe(job.source.path)
+    except Exception:  # the input may be unreadable now: the fallbacks apply
+        return Tags()
+    return Tags(artist=probe.artist, title=probe.title)
 
 
-_TAG_CACHE: dict[tuple[str, float], tuple[str, str]] = {}
-
-
-def _probe_tags(job: Job) -> tuple[str, str]:
-    key = (str(job.source.path), job.mtime)
-    if key not in _TAG_CACHE:
-        from daemon import media
-
-        probe = media.probe(job.source.path)
-        _TAG_CACHE[key] = (probe.artist or "", probe.title or "")
-    return _TAG_CACHE[key]
+def _local_now(ctx: Context) -> datetime:
+    return datetime.fromtimestamp(ctx.clock.time()).astimezone()
 
 
 def _plan(ctx: Context, job: Job) -> Job:
@@ -188,74 +155,36 @@ def _plan(ctx: Context, job: Job) -> Job:
     _still_wanted(ctx, job)
     if job.planned_outputs is not None:
         for planned in job.planned_outputs:
-            if not _skipped(planned):
+            if not is_skipped(planned):
                 Path(planned + ".part").unlink(missing_ok=True)
         return job
-    chosen: list[Path] = []
-    taken: set[Path] = set()
-    for result in job.result_files:
-        rel = filing.render_output_path(job.source.output_template, template_fields(job, result))
-        dest = job.source.output_dir / Path(*rel.parts)
-        chosen.append(_resolve(dest, job.source.on_collision, taken))
-        taken.add(chosen[-1])
+    today = _local_now(ctx).date()
+    tags = _tags(ctx, job)
+    fields = [
+        outputs.template_fields(
+            job.source, result, mvsep_hash=job.mvsep_hash, today=today, tags=tags
+        )
+        for result in job.result_files
+    ]
+    chosen = outputs.plan_paths(job.source, fields, exists=os.path.lexists)
     return ctx.journal.mark_outputs_planned(job.id, chosen)
-
-
-def _resolve(dest: Path, policy: str, taken: set[Path]) -> Path:
-    if policy == "skip" and dest.exists():
-        return Path("")
-    final = filing.resolve_collision(dest, policy)
-    n = 2
-    while final in taken:  # two stems rendering to one name within this job
-        final = dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
-        n += 1
-    return final
 
 
 def _file_all(ctx: Context, job: Job) -> None:
     assert job.planned_outputs is not None
-    outputs: list[Path] = []
+    filed: list[Path] = []
     for planned, staged in zip(job.planned_outputs, staged_paths(ctx, job), strict=True):
-        if _skipped(planned):
+        if is_skipped(planned):
             continue
         dest = Path(planned)
-        outputs.append(dest)
+        filed.append(dest)
         if _already_filed(dest, staged):
             continue
         _still_wanted(ctx, job)
         filing.file_atomically(staged, dest, on_collision="overwrite", move=True)
-    if job.source.sidecar and outputs:
-        filing.write_sidecar(_sidecar_path(job, outputs[0]), sidecar_data(job, outputs))
-
-
-def _sidecar_path(job: Job, first_output: Path) -> Path:
-    return first_output.parent / f"{job.source.path.stem}.mvsep.json"
-
-
-def sidecar_data(job: Job, outputs: list[Path]) -> dict[str, Any]:
-    request = job.source.request
-    return {
-        "source": str(job.source.path),
-        "inbox": job.source.inbox,
-        "preset": job.source.preset,
-        "algorithm": request.algorithm_name,
-        "sep_type": request.sep_type,
-        "options": request.options,
-        "output_format": request.output_format,
-        "mvsep_hash": job.mvsep_hash,
-        "duplicate_of_job": job.duplicate_of,
-        "sha256": job.sha256,
-        "submitted_at": _iso(job.intent_at),
-        "filed_at": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "outputs": [str(p) for p in outputs],
-        "job_id": job.id,
-    }
-
-
-def _iso(stamp: float | None) -> str | None:
-    if stamp is None:
-        return None
-    return datetime.fromtimestamp(stamp).astimezone().isoformat(timespec="seconds")
+    if job.source.sidecar and filed:
+        data = outputs.sidecar_data(job, filed, filed_at=_local_now(ctx))
+        filing.write_sidecar(outputs.sidecar_path(job.source, filed[0]), data)
 
 
 def _drop_staging(ctx: Context, job: Job) -> None:
@@ -267,4 +196,4 @@ def drop_cancelled_staging(ctx: Context, job: Job) -> None:
     _drop_staging(ctx, job)
 
 
-__all__ = ["download_and_file", "drop_cancelled_staging", "fail", "sidecar_data"]
+__all__ = ["download_and_file", "drop_cancelled_staging"]

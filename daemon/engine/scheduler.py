@@ -1,4 +1,4 @@
-"""The job engine: one scheduler thread, a bounded worker pool, the journal as the truth.
+"""The scheduler: one thread, a condition, a bounded worker pool, the journal as the truth.
 
 The scheduler wakes on a :class:`threading.Condition` (a new file, a state change, a cancel,
 a due time), reads every active job from the journal and hands each one that needs work to
@@ -23,36 +23,25 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon import media, submission, transfers
+from daemon import media
+from daemon.clock import Clock, SystemClock
+from daemon.engine import deliver, prepare, submit
+from daemon.engine.context import Context, ProgressHook, ids, log
+from daemon.engine.dispose import finish_disposal
+from daemon.engine.poll import Polls
+from daemon.engine.settings import EngineSettings
 from daemon.errors import ApiError, IllegalTransition, Stopping
-from daemon.jobs import Clock, Job, JobState, SourceFile, backoff_delay_s
+from daemon.jobs import Job, JobState, SourceFile
 from daemon.journal import Journal
 from daemon.media import AudioProbe
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import DurationEstimator, PollPolicy
-from daemon.workflow import (
-    Context,
-    EngineSettings,
-    ProgressHook,
-    SystemClock,
-    fail,
-    finish_disposal,
-    log,
-)
 
-__all__ = ["Engine", "EngineSettings", "SystemClock"]
+__all__ = ["Engine"]
 
 _TRANSFER_KINDS = frozenset({"upload", "download"})
 _MAX_WAIT_S = 30.0
 _NOT_SENT = frozenset({JobState.READY, JobState.RETRY_WAIT})
-
-
-@dataclass
-class _PollTimer:
-    started_at: float  # monotonic: when this engine first saw the job queued
-    next_at: float
-    errors: int = 0
-    error_since: float | None = None
 
 
 @dataclass
@@ -90,13 +79,15 @@ class Engine:
             probe=probe,
             on_progress=on_progress,
         )
-        self._policy = poll_policy or PollPolicy()
-        self._estimator = estimator or DurationEstimator()
+        self._polls = Polls(
+            self._ctx,
+            policy=poll_policy or PollPolicy(),
+            estimator=estimator or DurationEstimator(),
+        )
         self._cond = threading.Condition()
         self._woken = False
         self._tasks: dict[int, _Task] = {}
         self._not_before: dict[int, float] = {}
-        self._polls: dict[int, _PollTimer] = {}
         self._slots: int | None = None
         self._missing_roots: frozenset[Path] = frozenset()
         self._thread: threading.Thread | None = None
@@ -140,20 +131,18 @@ class Engine:
 
     def cancel_job(self, job_id: int, reason: str) -> None:
         """Cancel a job: at once before submit, via MVSEP's cancel while waiting there, or per
-        ``cancel_processing`` (discard / keep) once it is processing."""
+        ``on_cancel_processing`` (discard / keep) once it is processing."""
         self._cancel(job_id, reason, source_gone=False)
 
     def _cancel(self, job_id: int, reason: str, *, source_gone: bool) -> None:
         job = self.journal.request_cancel(
             job_id,
             reason,
-            processing=self._ctx.settings.cancel_processing,
+            processing=self._ctx.settings.on_cancel_processing,
             source_gone=source_gone,
         )
-        with self._cond:
-            timer = self._polls.get(job_id)
-            if timer is not None and job.cancel_requested is not None:
-                timer.next_at = self._ctx.clock.monotonic()  # act on it at the next poll
+        if job.cancel_requested is not None:
+            self._polls.poll_soon(job_id)  # act on it at the next poll
         self.wake()
 
     def start(self) -> None:
@@ -219,7 +208,7 @@ class Engine:
         log.info("engine started", slots=self._slots)
         while not self._ctx.stopping.is_set():
             try:
-                wait_s = self._tick()
+                wait_s = self.tick(self._ctx.clock.monotonic())
             except Exception:
                 log.exception("scheduler pass failed; retrying")
                 wait_s = self._ctx.settings.error_pause_s
@@ -231,8 +220,8 @@ class Engine:
 
     def _resolve_slots(self) -> int:
         settings = self._ctx.settings
-        if settings.max_in_flight is not None:
-            return max(1, settings.max_in_flight)
+        if settings.max_parallel_jobs is not None:
+            return max(1, settings.max_parallel_jobs)
         try:
             user = self._ctx.client.user()
         except (ApiError, Stopping) as exc:
@@ -240,8 +229,10 @@ class Engine:
             return settings.free_slots
         return settings.premium_slots if user.premium_enabled else settings.free_slots
 
-    def _tick(self) -> float:
-        """One pass over the journal; returns the seconds until something is due."""
+    def tick(self, now: float) -> float:
+        """One pass over the journal at monotonic time ``now``: start every step that is
+        due (on the worker pool, once :meth:`start` made one); return the seconds until
+        something is due next. The scheduler thread calls it; a test may too."""
         for job in self.journal.undisposed():
             self._dispatch(job, "dispose", self._dispose)
         jobs = self.journal.active_jobs()
@@ -250,7 +241,7 @@ class Engine:
         if self._missing_roots:  # look for the share again at the configured pace
             next_s = min(next_s, self._ctx.settings.missing_inbox_recheck_s)
         for job in jobs:
-            due_s = self._visit(job)
+            due_s = self._visit(job, now)
             if due_s is not None:
                 next_s = min(next_s, due_s)
         self._fill_slots(jobs)
@@ -271,9 +262,8 @@ class Engine:
     def _waits_for_root(self, job: Job) -> bool:
         return job.state is JobState.READY and job.source.inbox_root in self._missing_roots
 
-    def _visit(self, job: Job) -> float | None:
+    def _visit(self, job: Job, now: float) -> float | None:
         """Start the step ``job`` needs now; or the seconds until it needs one."""
-        now = self._ctx.clock.monotonic()
         with self._cond:
             if job.id in self._tasks:
                 return None
@@ -281,34 +271,32 @@ class Engine:
         if paused_until > now:
             return paused_until - now
         handler = self._VISITORS.get(job.state)
-        return None if handler is None else handler(self, job)
+        return None if handler is None else handler(self, job, now)
 
-    def _visit_ready(self, job: Job) -> float | None:
+    def _visit_ready(self, job: Job, now: float) -> float | None:
         if job.cancel_requested is not None:
             self.journal.mark_cancelled(job.id, job.cancel_requested)
         elif job.sha256 is None and not self._waits_for_root(job):
-            self._dispatch(job, "prepare", lambda j: submission.prepare(self._ctx, j))
+            self._dispatch(job, "prepare", lambda j: prepare.prepare(self._ctx, j))
         return None  # prepared jobs wait for a slot in _fill_slots
 
-    def _visit_submitting(self, job: Job) -> float | None:
+    def _visit_submitting(self, job: Job, now: float) -> float | None:
         self._dispatch(job, "reconcile", self._reconcile)
         return None
 
-    def _visit_queued(self, job: Job) -> float | None:
-        now = self._ctx.clock.monotonic()
-        with self._cond:
-            timer = self._polls.setdefault(job.id, _PollTimer(started_at=now, next_at=now))
-        if timer.next_at > now:
-            return timer.next_at - now
-        self._dispatch(job, "poll", self._poll)
+    def _visit_queued(self, job: Job, now: float) -> float | None:
+        due_s = self._polls.due_in(job, now)
+        if due_s > 0:
+            return due_s
+        self._dispatch(job, "poll", self._polls.run)
         return None
 
-    def _visit_downloading(self, job: Job) -> float | None:
+    def _visit_downloading(self, job: Job, now: float) -> float | None:
         if self._count(_TRANSFER_KINDS) < self._ctx.settings.max_transfers:
-            self._dispatch(job, "download", lambda j: transfers.download_and_file(self._ctx, j))
+            self._dispatch(job, "download", lambda j: deliver.download_and_file(self._ctx, j))
         return None
 
-    def _visit_retry_wait(self, job: Job) -> float | None:
+    def _visit_retry_wait(self, job: Job, now: float) -> float | None:
         due = job.next_attempt_at or 0.0
         wait_s = due - self._ctx.clock.time()
         if wait_s > 0:
@@ -316,7 +304,7 @@ class Engine:
         self.journal.mark_resumed(job.id)
         return 0.0
 
-    _VISITORS: Mapping[JobState, Callable[[Engine, Job], float | None]] = {
+    _VISITORS: Mapping[JobState, Callable[[Engine, Job, float], float | None]] = {
         JobState.READY: _visit_ready,
         JobState.SUBMITTING: _visit_submitting,
         JobState.QUEUED: _visit_queued,
@@ -334,7 +322,7 @@ class Engine:
             with self._cond:
                 busy = set(self._tasks)
             busy.update(j.id for j in jobs if self._waits_for_root(j))
-            job = self.journal.claim_next_ready(submission.new_nonce, exclude=busy)
+            job = self.journal.claim_next_ready(submit.new_nonce, exclude=busy)
             if job is None:
                 return
             held += 1
@@ -373,8 +361,7 @@ class Engine:
         try:
             step(job)
         except Stopping:
-            log.info("job step stopped; resumes on restart", job_id=job.id,
-                     file=str(job.source.path), step=kind)  # fmt: skip
+            log.info("job step stopped; resumes on restart", **ids(job), step=kind)
         except IllegalTransition:
             if not self._outrun_by_cancel(job, kind):
                 self._step_failed(job, kind)
@@ -388,16 +375,12 @@ class Engine:
         current = self.journal.get(job.id)
         if not current.state.is_terminal:
             return False
-        log.info("job step outrun by a cancel", job_id=job.id, file=str(job.source.path),
-                 step=kind, state=current.state.value)  # fmt: skip
+        log.info("job step outrun by a cancel", **ids(job), step=kind, state=current.state.value)
         return True
 
     def _step_failed(self, job: Job, kind: str) -> None:
         pause = self._ctx.settings.error_pause_s
-        log.exception(
-            "job step failed unexpectedly",
-            job_id=job.id, file=str(job.source.path), step=kind, pause_s=pause,
-        )  # fmt: skip
+        log.exception("job step failed unexpectedly", **ids(job), step=kind, pause_s=pause)
         with self._cond:
             self._not_before[job.id] = self._ctx.clock.monotonic() + pause
 
@@ -414,7 +397,7 @@ class Engine:
             self._not_before[job_id] = self._ctx.clock.monotonic() + seconds
 
     def _upload(self, job: Job) -> None:
-        if not submission.upload(self._ctx, job):
+        if not submit.upload(self._ctx, job):
             self._pause(job.id, self._ctx.settings.reconcile_retry_s)
 
     def _reconcile(self, job: Job) -> None:
@@ -423,56 +406,12 @@ class Engine:
         job = self.journal.get(job.id)
         if job.state != JobState.SUBMITTING or job.mvsep_hash is not None:
             return
-        again_s = submission.reconcile(self._ctx, job)
+        again_s = submit.reconcile(self._ctx, job)
         if again_s is not None:
             self._pause(job.id, again_s)
 
     def _dispose(self, job: Job) -> None:
         finish_disposal(self._ctx, job)
-
-    def _poll(self, job: Job) -> None:
-        outcome = submission.poll(self._ctx, job)
-        now = self._ctx.clock.monotonic()
-        with self._cond:
-            timer = self._polls.get(job.id)
-        if timer is None:
-            return
-        if outcome.error:
-            self._poll_failed(job, timer, now)
-            return
-        timer.errors, timer.error_since = 0, None
-        status = outcome.status
-        if status is None:  # left queued
-            with self._cond:
-                self._polls.pop(job.id, None)
-            if self.journal.get(job.id).state is JobState.DOWNLOADING:
-                self._estimator.observe(job.source.request.sep_type, now - timer.started_at)
-            return
-        timer.next_at = now + self._policy.next_poll_delay(
-            status=status.status,
-            queue_position=status.current_order
-            if status.current_order is not None
-            else status.queue_count,
-            finished_chunks=status.finished_chunks,
-            all_chunks=status.all_chunks,
-            elapsed_s=now - timer.started_at,
-            expected_s=self._estimator.expected(job.source.request.sep_type),
-            rng=self._ctx.rng,
-        )
-
-    def _poll_failed(self, job: Job, timer: _PollTimer, now: float) -> None:
-        settings = self._ctx.settings
-        timer.errors += 1
-        timer.error_since = timer.error_since if timer.error_since is not None else now
-        if now - timer.error_since >= settings.retry_deadline_s:
-            fail(self._ctx, job, f"MVSEP status unavailable for {settings.retry_deadline_s:.0f} s")
-            return
-        timer.next_at = now + backoff_delay_s(
-            timer.errors,
-            base_s=settings.retry_base_s,
-            cap_s=settings.retry_cap_s,
-            rng=self._ctx.rng,
-        )
 
     # ------------------------------------------------------------ journal listener
 
@@ -488,7 +427,7 @@ class Engine:
             job.id, "state", {"state": job.state.value, "event": kind, "reason": reason}
         )
         if job.state.is_terminal and kind in ("cancelled", "failed"):
-            transfers.drop_cancelled_staging(self._ctx, job)
+            deliver.drop_cancelled_staging(self._ctx, job)
         self.wake()
 
     def _is_idle(self) -> bool:

@@ -1,0 +1,200 @@
+"""The ``queued`` state's work: fetch the status, and choose when to fetch it next.
+
+:func:`poll` is one ``get`` and what follows from it (``downloading``, ``failed``, expired,
+a cancel at MVSEP). :class:`Polls` holds each queued job's timer (in memory: a restart polls
+every job at once, then adapts) and computes the next delay from the pure poll policy
+(``daemon.pacing.PollPolicy``) or, after an error, from ``daemon.engine.retry``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from daemon.engine import retry
+from daemon.engine.context import Context, ids, log
+from daemon.engine.dispose import fail
+from daemon.errors import ApiNotFound, ApiRejected, RetryLater, WillNeverWork
+from daemon.jobs import Job, JobState, ResultFile
+from daemon.mvsep.models import JobStatus
+from daemon.pacing import DurationEstimator, PollPolicy
+
+
+@dataclass
+class PollTimer:
+    started_at: float  # monotonic: when this engine first saw the job queued
+    next_at: float
+    errors: int = 0
+    error_since: float | None = None
+
+
+class Polls:
+    """The poll timers of queued jobs and the step that runs one poll. Thread-safe."""
+
+    def __init__(self, ctx: Context, *, policy: PollPolicy, estimator: DurationEstimator) -> None:
+        self._ctx = ctx
+        self._policy = policy
+        self._estimator = estimator
+        self._lock = threading.Lock()
+        self._timers: dict[int, PollTimer] = {}
+
+    def due_in(self, job: Job, now: float) -> float:
+        """Seconds until ``job`` is due for a poll (0 or less: now); starts its timer."""
+        with self._lock:
+            timer = self._timers.setdefault(job.id, PollTimer(started_at=now, next_at=now))
+            return timer.next_at - now
+
+    def poll_soon(self, job_id: int) -> None:
+        """Act on ``job_id`` at its next look (a cancel was requested)."""
+        with self._lock:
+            timer = self._timers.get(job_id)
+            if timer is not None:
+                timer.next_at = self._ctx.clock.monotonic()
+
+    def run(self, job: Job) -> None:
+        """The poll task: one ``get``, then the job's next poll time (or its timer ends)."""
+        outcome = poll(self._ctx, job)
+        now = self._ctx.clock.monotonic()
+        with self._lock:
+            timer = self._timers.get(job.id)
+        if timer is None:
+            return
+        if outcome.error is not None:
+            self._failed(job, timer, outcome.error, now)
+            return
+        timer.errors, timer.error_since = 0, None
+        if outcome.status is None:  # left queued
+            with self._lock:
+                self._timers.pop(job.id, None)
+            if self._ctx.journal.get(job.id).state is JobState.DOWNLOADING:
+                self._estimator.observe(job.source.request.sep_type, now - timer.started_at)
+            return
+        timer.next_at = now + self.next_delay_s(
+            job, outcome.status, elapsed_s=now - timer.started_at
+        )
+
+    def next_delay_s(self, job: Job, status: JobStatus, *, elapsed_s: float) -> float:
+        position = status.current_order if status.current_order is not None else status.queue_count
+        return self._policy.next_poll_delay(
+            status=status.status,
+            queue_position=position,
+            finished_chunks=status.finished_chunks,
+            all_chunks=status.all_chunks,
+            elapsed_s=elapsed_s,
+            expected_s=self._estimator.expected(job.source.request.sep_type),
+            rng=self._ctx.rng,
+        )
+
+    def _failed(self, job: Job, timer: PollTimer, exc: RetryLater, now: float) -> None:
+        decision = retry.decide(
+            exc,
+            step=retry.Step.POLL,
+            attempts=timer.errors,
+            first_error_at=timer.error_since,
+            now=now,
+            policy=self._ctx.settings.retry_policy,
+            rng=self._ctx.rng,
+        )
+        timer.errors += 1
+        timer.error_since = timer.error_since if timer.error_since is not None else now
+        if decision.state is JobState.FAILED:
+            with self._lock:
+                self._timers.pop(job.id, None)
+            fail(self._ctx, job, f"MVSEP status unavailable: {decision.reason}")
+            return
+        timer.next_at = now + decision.delay_s
+
+
+@dataclass
+class PollOutcome:
+    """What a poll learnt: ``status`` (None when the job left ``queued``)."""
+
+    status: JobStatus | None = None
+    error: RetryLater | None = None
+
+
+def poll(ctx: Context, job: Job) -> PollOutcome:
+    """One ``get`` of a queued job, and what follows from it."""
+    assert job.mvsep_hash is not None
+    try:
+        status = ctx.client.get(job.mvsep_hash)
+    except ApiNotFound:
+        expired(ctx, job)
+        return PollOutcome()
+    except WillNeverWork as exc:
+        fail(ctx, job, f"MVSEP refused the status request: {exc}")
+        return PollOutcome()
+    except RetryLater as exc:
+        log.info("poll failed; will poll again", **ids(job), error=str(exc))
+        return PollOutcome(error=exc)
+    return _after_status(ctx, job, status)
+
+
+def _after_status(ctx: Context, job: Job, status: JobStatus) -> PollOutcome:
+    if status.is_failed:
+        reason = f"MVSEP failed the separation: {status.message or 'no reason given'}"
+        fail(ctx, job, reason)
+        return PollOutcome()
+    if status.is_finished:
+        if job.cancel_requested is not None:
+            ctx.journal.mark_cancelled(job.id, f"{job.cancel_requested} (result discarded)")
+            return PollOutcome()
+        files = tuple(
+            ResultFile(type=f.type, url=f.url, download=f.download or "") for f in status.files
+        )
+        ctx.journal.mark_result_ready(job.id, files)
+        return PollOutcome()
+    if status.status != job.mvsep_status:
+        data = {"queue_count": status.queue_count, "current_order": status.current_order}
+        job = ctx.journal.mark_status(job.id, status.status, data=data)
+    _progress_of(ctx, job, status)
+    if job.cancel_requested is not None:
+        return PollOutcome(status=status if cancel_at_mvsep(ctx, job, status) else None)
+    return PollOutcome(status=status)
+
+
+def _progress_of(ctx: Context, job: Job, status: JobStatus) -> None:
+    ctx.progress(
+        job.id,
+        "queue",
+        {
+            "status": status.status,
+            "queue_count": status.queue_count,
+            "current_order": status.current_order,
+            "finished_chunks": status.finished_chunks,
+            "all_chunks": status.all_chunks,
+        },
+    )
+
+
+def cancel_at_mvsep(ctx: Context, job: Job, status: JobStatus) -> bool:
+    """Act on a cancel request of a queued job; True while the job stays queued."""
+    assert job.mvsep_hash is not None
+    if status.status == "waiting":
+        try:
+            message = ctx.client.cancel(job.mvsep_hash)
+        except ApiRejected as exc:  # it started meanwhile
+            log.info("MVSEP refused the cancel", **ids(job), error=str(exc))
+        except RetryLater as exc:
+            log.info("cancel failed; will try again", **ids(job), error=str(exc))
+            return True
+        else:
+            reason = f"{job.cancel_requested}; cancelled at MVSEP before processing ({message})"
+            ctx.journal.mark_cancelled(job.id, reason)
+            return False
+    if ctx.settings.on_cancel_processing == "keep":
+        ctx.journal.mark_cancel_declined(job.id, "already processing at MVSEP; result kept")
+    return True
+
+
+def expired(ctx: Context, job: Job) -> None:
+    """MVSEP no longer knows the hash: report it; resubmit only if configured."""
+    reason = (
+        f"the result expired at MVSEP before it was downloaded (hash {job.mvsep_hash}); "
+        "MVSEP keeps results about 72 hours"
+    )
+    log.warning("result expired at MVSEP", **ids(job))
+    if ctx.settings.resubmit_expired:
+        ctx.journal.mark_expired(job.id, reason)
+    else:
+        fail(ctx, job, reason)

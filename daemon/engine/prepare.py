@@ -1,0 +1,110 @@
+"""The ``ready`` state's work: sniff the input (a non-audio file fails before any API call),
+hash it, de-duplicate it, estimate its credits. A recently changed cut-off WAV/AIFF waits
+for the rest of its copy; a missing input whose whole inbox is missing waits for the share.
+Then the scheduler claims a slot for it (``submitting``, ``daemon.engine.submit``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+from daemon.engine.context import Context, log, record_error, wait_for_missing_folder
+from daemon.engine.dispose import fail
+from daemon.engine.retry import Step
+from daemon.jobs import Job, JobState, ResultFile
+
+_HASH_CHUNK = 1024 * 1024
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def estimate_credits(duration_s: float | None, price_coefficient: float) -> float | None:
+    """MVSEP's premium price: floor(duration·coefficient/60), at least 1."""
+    if duration_s is None:
+        return None
+    return float(max(1, math.floor(duration_s * price_coefficient / 60)))
+
+
+def prepare(ctx: Context, job: Job) -> None:
+    """Sniff (a non-audio file fails before any API call), hash, de-duplicate."""
+    src = job.source.path
+    if not src.is_file():
+        if not wait_for_inbox(ctx, job, resume=None):  # removed by its owner: nothing spent
+            ctx.journal.mark_cancelled(job.id, f"the input {src} was removed before it was sent")
+        return
+    probe = ctx.probe(src)
+    if not probe.ok:
+        if probe.cut_off and _wait_for_copy(ctx, job, str(probe.reason)):
+            return
+        fail(ctx, job, f"not an audio file: {probe.reason}")
+        return
+    try:
+        digest = sha256_of(src)
+    except OSError as exc:
+        record_error(ctx, job, exc, step=Step.PREPARE)
+        return
+    if ctx.settings.dedupe_same_content and _file_duplicate(ctx, job, digest):
+        return
+    credits = estimate_credits(probe.duration_s, job.source.request.price_coefficient)
+    ctx.journal.mark_prepared(job.id, digest, credits)
+
+
+def wait_for_inbox(ctx: Context, job: Job, *, resume: JobState | None) -> bool:
+    """The input is missing. If its whole inbox folder is missing too, the share is
+    unmounted (a NAS rebooting, a disk asleep): the job waits for it, never cancelled or
+    failed for it. True if the job was deferred; False means the file alone was removed."""
+    root = job.source.inbox_root
+    if root.is_dir():
+        return False
+    reason = f"the inbox folder {root} is missing (unmounted share?): waiting for it to come back"
+    wait_for_missing_folder(ctx, job, reason, resume=resume)
+    return True
+
+
+def _wait_for_copy(ctx: Context, job: Job, reason: str) -> bool:
+    """A cut-off file that changed recently may still be arriving: check it again later.
+
+    True if the job was deferred. When the copy goes on, the watcher reports the new version
+    and the engine supersedes this job; when nothing changes for ``cut_off_wait_s``, the file
+    is damaged and fails.
+    """
+    try:
+        age = ctx.clock.time() - job.source.path.stat().st_mtime
+    except OSError:
+        return False
+    wait_s = ctx.settings.cut_off_wait_s
+    if age >= wait_s:
+        return False
+    due = ctx.clock.time() + min(ctx.settings.cut_off_recheck_s, wait_s - age)
+    text = (
+        f"{reason}; it changed {age:.0f} s ago, so a copy may still be under way: checked "
+        f"again until it has been unchanged for {wait_s:.0f} s"
+    )
+    ctx.journal.mark_deferred(job.id, due_at=due, error=text)
+    log.info("input looks cut off, waiting", job_id=job.id, file=str(job.source.path), age_s=age)
+    return True
+
+
+def _file_duplicate(ctx: Context, job: Job, digest: str) -> bool:
+    earlier = ctx.journal.find_filed_duplicate(digest, job.source.request.key(), exclude_id=job.id)
+    if earlier is None or len(earlier.outputs) != len(earlier.result_files):
+        return False
+    if not earlier.outputs or not all(Path(p).is_file() for p in earlier.outputs if p):
+        return False
+    files = tuple(
+        ResultFile(type=f.type, download=f.download, local=out)
+        for f, out in zip(earlier.result_files, earlier.outputs, strict=True)
+        if out
+    )
+    if not files:
+        return False
+    ctx.journal.mark_duplicate(job.id, of_job=earlier.id, files=files, sha256=digest)
+    return True
