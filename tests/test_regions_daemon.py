@@ -1,8 +1,9 @@
 """Regions through the engine: a job keeps the MVSEP host that created it (issue 7, point 6).
 
-A job is created via one host, the engine stops while MVSEP works on it, the configured
-``base_url`` changes, the engine starts again: the job is polled, downloaded and filed from
-the host that created it (journaled with the submit intent), and created once. Real
+A job is created via one host, the engine stops while MVSEP works on it (or before a lost
+create answer was reconciled), the configured ``base_url`` changes, the engine starts again:
+the job is reconciled, polled, downloaded and filed from the host that created it
+(journaled with the submit intent), and created once. Real
 emulators over loopback; every HTTP request is recorded by an ``httpx`` event hook on the
 real client's connection pool (an observer, not a mock: the requests go out unchanged).
 """
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 from test_engine_rig import FAST, FAST_POLLS, REQUEST, Recorder
 
+from daemon.emulator import Fault
 from daemon.engine import Engine
 from daemon.engine.context import Context
 from daemon.jobs import JobState, SourceFile
@@ -178,3 +180,35 @@ def test_a_new_job_goes_to_the_configured_host_and_an_old_row_falls_back(
         other = ctx.client_for(dataclasses.replace(old_row, base_url="http://127.0.0.1:9/"))
         assert other.base_url == "http://127.0.0.1:9" and other is not ctx.client
     filed_stems(tmp_path, job_id)
+
+
+def test_a_lost_create_is_reconciled_on_the_host_it_went_to(
+    tmp_path: Path, make_emulator: Callable[..., Any], audio_file: Callable[..., Path]
+) -> None:
+    """The create's answer is lost and the history cannot be read before the stop; after
+    the restart on another host the job is looked up in the history of the host it was
+    sent to. Looking on the new host would find nothing and pay for a second create."""
+    old = make_emulator(processing_s=0.3, rate_limit=False)
+    new = make_emulator(rate_limit=False)
+    old.add_fault(Fault(kind="drop_after_create", endpoint="create"))
+    old.add_fault(Fault(kind="http_5xx", endpoint="history", status=503, times=None))
+    (tmp_path / "out").mkdir()
+    first = Daemon(tmp_path, old.base_url)
+    with first.running() as (journal, engine):
+        job_id = engine.submit_file(source(tmp_path, audio_file("in/lost.wav", seconds=1.0)))
+        assert job_id is not None
+        engine.start()
+        first.recorder.wait_for(
+            lambda: (
+                journal.get(job_id).resume_state is S.SUBMITTING
+                and journal.get(job_id).state is S.RETRY_WAIT
+            )
+        )
+    old.clear_faults()
+    then = Daemon(tmp_path, new.base_url)
+    with then.running() as (journal, engine):
+        assert engine.run_until_idle(60)
+    filed_stems(tmp_path, job_id)
+    assert len(old.jobs) == 1 and len(new.jobs) == 0  # paid once
+    assert new.stats["calls"].get("history", 0) == 0
+    assert then.requests.ports("/api/app/separation_history") == {port_of(old.base_url)}
