@@ -1,11 +1,14 @@
 """Discrete-event simulation of the pacing benchmark: no network, no sleeping.
 
 Scenario: a premium account with 10 slots, 50 files ready at t=0, MVSEP processing uniform
-30 ± 10 s, upload 1 s, the server's limit 60 API calls a minute in a Laravel-style fixed
-window per token (the window opens at the first hit and lasts 60 s; a hit beyond the limit
-gets 429 with Retry-After and is not counted). The daemon side uses the real ``Pacer``,
-``PollPolicy`` and ``DurationEstimator``: one create per job, then polls at the policy's
-delays, each through the pacer (strict priority then FIFO, like ``Pacer.acquire``).
+30 ± 10 s, upload 1 s. The server counts each route on its own, as the real service does
+(see ``daemon.pacing``): a Laravel-style fixed window per route (opened by the route's first
+hit, 60 s long; a hit beyond the route's limit gets 429 with Retry-After and is not
+counted), 60 a minute on ``create`` and on ``get`` (the emulator's defaults), and every
+answer carries its route's ``X-RateLimit-Limit``/``-Remaining``. The daemon side uses the
+real ``Pacer`` (told each answer's route, as the client does), ``PollPolicy`` and
+``DurationEstimator``: one create per job, then polls at the policy's delays, each through
+the pacer (strict priority then FIFO, like ``Pacer.acquire``).
 
 Printed per configuration (mean over seeds, worst in brackets):
 
@@ -14,7 +17,8 @@ Printed per configuration (mean over seeds, worst in brackets):
   both over the span first create -> last done seen;
 * the ceiling: (a) with an oracle that sees every done instantly at no API cost;
 * API calls per job, polls per job, detection latency, 429s, the most requests the server
-  counted in any 60-s sliding window (>= any fixed window at any phase).
+  counted in any 60-s sliding window per route (>= any fixed window at any phase; each
+  against its limit) and over all routes together (which may exceed 60: routes are separate).
 
 Usage: ``python bench/bench_pacing.py [--seeds 20] [--grid]``.
 """
@@ -41,7 +45,8 @@ JOBS = 50
 MEAN_S = 30.0
 SPREAD_S = 10.0
 UPLOAD_S = 1.0
-LIMIT = 60
+LIMIT = 60  # the pacer's limit for a route it has not heard from yet
+ROUTE_LIMITS = {"create": 60, "get": 60}  # X-RateLimit-Limit per route (the emulator's)
 WINDOW_S = 60.0
 SEP_TYPE = 40
 
@@ -68,10 +73,12 @@ class Job:
     polls: int = 0
 
 
-class FixedWindowServer:
-    """Laravel's throttle: a 60-s window opened by the first hit, 429 past the limit."""
+class FixedWindow:
+    """Laravel's throttle of one route: a 60-s window opened by the first hit, 429 past
+    the limit."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
         self.window_start = -1e18
         self.count = 0
         self.counted: list[float] = []
@@ -80,12 +87,35 @@ class FixedWindowServer:
     def hit(self, t: float) -> tuple[bool, int, float | None]:
         if t >= self.window_start + WINDOW_S:
             self.window_start, self.count = t, 0
-        if self.count >= LIMIT:
+        if self.count >= self.limit:
             self.refused += 1
             return False, 0, self.window_start + WINDOW_S - t
         self.count += 1
         self.counted.append(t)
-        return True, LIMIT - self.count, None
+        return True, self.limit - self.count, None
+
+
+class RouteServer:
+    """The server's rate limiting: one :class:`FixedWindow` per route (``ROUTE_LIMITS``)."""
+
+    def __init__(self) -> None:
+        self.routes = {name: FixedWindow(limit) for name, limit in ROUTE_LIMITS.items()}
+
+    def hit(self, route: str, t: float) -> tuple[bool, int, int, float | None]:
+        """``(counted, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After)``."""
+        window = self.routes[route]
+        ok, remaining, retry_after = window.hit(t)
+        return ok, window.limit, remaining, retry_after
+
+    @property
+    def refused(self) -> int:
+        return sum(w.refused for w in self.routes.values())
+
+    def max_windows(self) -> dict[str, int]:
+        """The most hits counted in any sliding 60-s window, per route and over all."""
+        out = {name: max_sliding(w.counted) for name, w in self.routes.items()}
+        out["all"] = max_sliding(sorted(t for w in self.routes.values() for t in w.counted))
+        return out
 
 
 @dataclass
@@ -97,7 +127,7 @@ class Result:
     polls_per_job: float
     latency_s: float
     refused: int
-    max_window: int
+    max_window: dict[str, int]
     max_create_wait_s: float
 
 
@@ -116,7 +146,7 @@ class Simulation:
             poll_reserve=config.poll_reserve,
         )
         self.estimator = DurationEstimator(prior_s=config.prior_s)
-        self.server = FixedWindowServer()
+        self.server = RouteServer()
         self.events: list[tuple[float, int, Callable[[float], None]]] = []
         self.pending: list[tuple[int, int, float, str, Callable[[float], None]]] = []
         self.seq = itertools.count()
@@ -164,36 +194,46 @@ class Simulation:
         self.at(arrive, lambda a: self.server_create(job, a))
 
     def server_create(self, job: Job, t: float) -> None:
-        ok, remaining, retry_after = self.server.hit(t)
+        ok, limit, remaining, retry_after = self.server.hit("create", t)
         answer = t + 0.02
         if not ok:
             self.at(
                 answer,
                 lambda r: self.refused(
-                    r, job, retry_after, "create", lambda g: self.send_create(job, r, g)
+                    r, job, limit, retry_after, "create", lambda g: self.send_create(job, r, g)
                 ),
             )
             return
         job.mvsep_done = t + job.duration_s
-        self.at(answer, lambda r: self.created(job, r, remaining))
+        self.at(answer, lambda r: self.created(job, r, limit, remaining))
 
-    def observe(self, t: float, job: Job, remaining: int, retry_after: float | None) -> None:
-        self.pacer.observe(LIMIT, remaining, retry_after, now=t, request_id=job.index)
+    def observe(
+        self,
+        t: float,
+        job: Job,
+        route: str,
+        limit: int,
+        remaining: int,
+        retry_after: float | None,
+    ) -> None:
+        """An answer's headers reach the pacer with its route, as the client passes them."""
+        self.pacer.observe(limit, remaining, retry_after, route=route, now=t, request_id=job.index)
         self.pump(t)  # what Pacer.acquire's condition notify does for blocked threads
 
     def refused(
         self,
         t: float,
         job: Job,
+        limit: int,
         retry_after: float | None,
         kind: str,
         again: Callable[[float], None],
     ) -> None:
-        self.observe(t, job, 0, retry_after)
+        self.observe(t, job, kind, limit, 0, retry_after)
         self.request(t, kind, job, again)
 
-    def created(self, job: Job, t: float, remaining: int) -> None:
-        self.observe(t, job, remaining, None)
+    def created(self, job: Job, t: float, limit: int, remaining: int) -> None:
+        self.observe(t, job, "create", limit, remaining, None)
         job.created_at = t
         self.schedule_poll(job, t)
 
@@ -214,19 +254,21 @@ class Simulation:
         self.at(t + self.rng.uniform(0.05, 0.3), lambda a: self.server_get(job, a))
 
     def server_get(self, job: Job, t: float) -> None:
-        ok, remaining, retry_after = self.server.hit(t)
+        ok, limit, remaining, retry_after = self.server.hit("get", t)
         answer = t + 0.02
         if not ok:
             self.at(
                 answer,
-                lambda r: self.refused(r, job, retry_after, "get", lambda g: self.send_get(job, g)),
+                lambda r: self.refused(
+                    r, job, limit, retry_after, "get", lambda g: self.send_get(job, g)
+                ),
             )
             return
         done = t >= job.mvsep_done
-        self.at(answer, lambda r: self.polled(job, r, remaining, done))
+        self.at(answer, lambda r: self.polled(job, r, limit, remaining, done))
 
-    def polled(self, job: Job, t: float, remaining: int, done: bool) -> None:
-        self.observe(t, job, remaining, None)
+    def polled(self, job: Job, t: float, limit: int, remaining: int, done: bool) -> None:
+        self.observe(t, job, "get", limit, remaining, None)
         elapsed = t - job.created_at
         if not done:
             job.last_not_done_s = elapsed
@@ -255,7 +297,7 @@ class Simulation:
             polls_per_job=polls / JOBS,
             latency_s=statistics.fmean(j.seen_done - j.mvsep_done for j in self.jobs),
             refused=self.server.refused,
-            max_window=max_sliding(self.server.counted),
+            max_window=self.server.max_windows(),
             max_create_wait_s=max(self.create_waits),
         )
 
@@ -303,9 +345,19 @@ def summary(results: list[Result]) -> str:
         f"    calls/job {mean('calls_per_job'):.2f} (polls {mean('polls_per_job'):.2f})  "
         f"seen-done latency {mean('latency_s'):.1f} s  "
         f"max create wait {max(r.max_create_wait_s for r in results):.1f} s  "
-        f"429s {sum(r.refused for r in results)}  "
-        f"max calls in any 60-s window {max(r.max_window for r in results)}"
+        f"429s {sum(r.refused for r in results)}\n"
+        f"    max calls in any 60-s window: {windows(results)}"
     )
+
+
+def windows(results: list[Result]) -> str:
+    """The worst sliding window of each route (against its limit), and of all together."""
+    parts = [
+        f"{name} {max(r.max_window[name] for r in results)}/{limit}"
+        for name, limit in ROUTE_LIMITS.items()
+    ]
+    parts.append(f"all routes {max(r.max_window['all'] for r in results)}")
+    return ", ".join(parts)
 
 
 def grid(seeds: int) -> None:
@@ -340,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"{SLOTS} slots, {JOBS} jobs of {MEAN_S:.0f} ± {SPREAD_S:.0f} s, upload {UPLOAD_S:.0f} s,"
-        f" server {LIMIT}/min fixed window, {args.seeds} seeds\n"
+        f" server: a fixed window per route ("
+        + ", ".join(f"{name} {n}/min" for name, n in ROUTE_LIMITS.items())
+        + f"), {args.seeds} seeds\n"
     )
     variants = {
         "defaults (no prior, estimator fed the elapsed time at seen-done)": Config(),

@@ -77,6 +77,7 @@ __all__ = [
     "JobState",
     "OnCollision",
     "OutputsPlanned",
+    "PollFailed",
     "Prepared",
     "ReconciledAbsent",
     "ResultFile",
@@ -107,9 +108,12 @@ class Prepared:
 
 @dataclass(frozen=True)
 class SubmitIntent:
-    """Journaled BEFORE the create POST; the nonce goes into the upload name."""
+    """Journaled BEFORE the create POST; the nonce goes into the upload name. ``base_url``:
+    the MVSEP host the create goes to, where the job then lives (every later call for it
+    goes there)."""
 
     nonce: str
+    base_url: str | None = None
     kind: str = field(default="submit_intent", init=False)
 
 
@@ -130,8 +134,20 @@ class ReconciledAbsent:
 
 @dataclass(frozen=True)
 class StatusSeen:
+    """A poll answered with a new status (or after failed polls: it ends their streak)."""
+
     status: str
     kind: str = field(default="status", init=False)
+
+
+@dataclass(frozen=True)
+class PollFailed:
+    """A poll of a queued job failed (retry-later): the job stays ``queued`` and is polled
+    again at ``due_at``. Journaled so that the backoff and the deadline survive a restart."""
+
+    error: str
+    due_at: float
+    kind: str = field(default="poll_failed", init=False)
 
 
 @dataclass(frozen=True)
@@ -221,6 +237,7 @@ Event = (
     | Submitted
     | ReconciledAbsent
     | StatusSeen
+    | PollFailed
     | ResultReady
     | Duplicate
     | OutputsPlanned
@@ -244,6 +261,7 @@ ALLOWED: dict[str, frozenset[JobState]] = {
     "submitted": frozenset({_S.SUBMITTING}),
     "reconciled_absent": frozenset({_S.SUBMITTING}),
     "status": frozenset({_S.QUEUED}),
+    "poll_failed": frozenset({_S.QUEUED}),
     "result_ready": frozenset({_S.QUEUED}),
     "duplicate": frozenset({_S.READY}),
     "outputs_planned": frozenset({_S.DOWNLOADING}),
@@ -306,7 +324,9 @@ def _on_submit_intent(job: Job, ev: Event, now: float) -> Job:
     _require(job.mvsep_hash is None, job, ev, "it already has an MVSEP hash")
     _require(job.sha256 is not None, job, ev, "it was not prepared")
     _require(job.cancel_requested is None, job, ev, "a cancel was requested")
-    return dataclasses.replace(job, state=_S.SUBMITTING, nonce=ev.nonce, intent_at=now)
+    return dataclasses.replace(
+        job, state=_S.SUBMITTING, nonce=ev.nonce, intent_at=now, base_url=ev.base_url
+    )
 
 
 def _on_submitted(job: Job, ev: Event, now: float) -> Job:
@@ -320,12 +340,24 @@ def _on_submitted(job: Job, ev: Event, now: float) -> Job:
 def _on_reconciled_absent(job: Job, ev: Event, now: float) -> Job:
     # Nothing was created: a pending cancel request can now simply be honoured.
     state = _S.READY if job.cancel_requested is None else _S.CANCELLED
-    return dataclasses.replace(job, state=state, nonce=None, intent_at=None)
+    return dataclasses.replace(job, state=state, nonce=None, intent_at=None, base_url=None)
 
 
 def _on_status(job: Job, ev: Event, now: float) -> Job:
     assert isinstance(ev, StatusSeen)
-    return dataclasses.replace(job, mvsep_status=ev.status)
+    streak_over = {"attempts": 0, "first_error_at": None, "next_attempt_at": None}
+    return dataclasses.replace(job, mvsep_status=ev.status, last_error=None, **streak_over)  # type: ignore[arg-type]
+
+
+def _on_poll_failed(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, PollFailed)
+    return dataclasses.replace(
+        job,
+        attempts=job.attempts + 1,
+        first_error_at=job.first_error_at if job.first_error_at is not None else now,
+        next_attempt_at=ev.due_at,
+        last_error=ev.error,
+    )
 
 
 def _on_result_ready(job: Job, ev: Event, now: float) -> Job:
@@ -361,7 +393,7 @@ def _on_deferred(job: Job, ev: Event, now: float) -> Job:
     resume = ev.resume or job.state
     if resume is _S.READY:
         # From submitting this means "known not created": the nonce is spent.
-        extra: dict[str, object] = {"nonce": None, "intent_at": None}
+        extra: dict[str, object] = {"nonce": None, "intent_at": None, "base_url": None}
     else:
         _require(resume is job.state, job, ev, "it can only resume ready or where it was")
         extra = {}
@@ -391,6 +423,7 @@ def _on_expired(job: Job, ev: Event, now: float) -> Job:
         mvsep_status=None,
         nonce=None,
         intent_at=None,
+        base_url=None,
         result_files=(),
         planned_outputs=None,
         last_error=ev.reason,
@@ -428,6 +461,7 @@ _HANDLERS: dict[str, Callable[[Job, Event, float], Job]] = {
     "submitted": _on_submitted,
     "reconciled_absent": _on_reconciled_absent,
     "status": _on_status,
+    "poll_failed": _on_poll_failed,
     "result_ready": _on_result_ready,
     "duplicate": _on_duplicate,
     "outputs_planned": _on_outputs_planned,

@@ -144,6 +144,10 @@ class Job:
     mvsep_hash: str | None = None
     nonce: str | None = None
     intent_at: float | None = None
+    base_url: str | None = None
+    """The MVSEP host the job was created on (journaled with the submit intent): every later
+    call for it goes there, whatever the configured ``base_url`` is now (a job lives in the
+    region that created it). None: a job journaled before hosts were stored."""
     attempts: int = 0
     first_error_at: float | None = None
     next_attempt_at: float | None = None

@@ -26,6 +26,7 @@ from daemon.jobs import (
     JobRequest,
     JobState,
     OutputsPlanned,
+    PollFailed,
     Prepared,
     ReconciledAbsent,
     ResultFile,
@@ -65,10 +66,11 @@ def new_job(**changes: object) -> Job:
 def sample_events() -> list[Event]:
     return [
         Prepared("abc", 2.0),
-        SubmitIntent("n1"),
+        SubmitIntent("n1", "http://de.example"),
         Submitted("h1"),
         ReconciledAbsent(),
         StatusSeen("waiting"),
+        PollFailed("503", due_at=60.0),
         ResultReady(URL_FILES),
         Duplicate(7, LOCAL_FILES, "abc"),
         OutputsPlanned(("/out/a/Vocals.flac",)),
@@ -256,6 +258,9 @@ def test_random_event_sequences_keep_invariants(events: list[Event]) -> None:
             assert job.mvsep_hash is not None
         if job.state is S.SUBMITTING:
             assert job.nonce is not None and job.mvsep_hash is None
+            assert job.base_url == "http://de.example"  # the host goes with the intent
+        if job.state is S.READY:
+            assert job.base_url is None  # no host before the next intent
     kinds = [k for k, _, _ in log]
     # never submitted twice: each new hash needs an expiry (result gone) in between
     assert kinds.count("submitted") <= 1 + kinds.count("expired")
@@ -279,3 +284,41 @@ def test_random_event_sequences_keep_invariants(events: list[Event]) -> None:
 def test_inbox_root_is_the_path_less_its_relative_part(path: str, relative: str, root: str) -> None:
     source = dataclasses.replace(SOURCE, path=Path(path), relative_path=relative)
     assert source.inbox_root == Path(root)
+
+
+# ---------------------------------------------------------------- regions, poll streaks
+
+
+def test_the_submit_intent_records_the_host_until_it_is_spent() -> None:
+    submitting = transition(new_job(sha256="abc"), SubmitIntent("n", "http://de.x"), now=1.0)
+    assert submitting.base_url == "http://de.x"
+    queued = transition(submitting, Submitted("h"), now=2.0)
+    assert queued.base_url == "http://de.x"  # the job lives there from now on
+    polled = transition(queued, StatusSeen("processing"), now=3.0)
+    assert transition(polled, ResultReady(URL_FILES), now=4.0).base_url == "http://de.x"
+    # known not created, or nothing found in the history: the host goes with the nonce
+    assert transition(submitting, ReconciledAbsent(), now=5.0).base_url is None
+    deferred = transition(submitting, Deferred(due_at=9, error="x", resume=S.READY), now=5.0)
+    assert deferred.base_url is None
+    reconciling = transition(submitting, Deferred(due_at=9, error="x"), now=5.0)
+    assert reconciling.base_url == "http://de.x"  # reconciled on the host it went to
+    assert transition(queued, Expired("gone"), now=6.0).base_url is None
+
+
+def test_failed_polls_are_a_journaled_streak_that_an_answer_ends() -> None:
+    queued = new_job(state=S.QUEUED, sha256="abc", mvsep_hash="h", mvsep_status="waiting")
+    first = transition(queued, PollFailed("503", due_at=20.0), now=10.0)
+    second = transition(first, PollFailed("502", due_at=40.0), now=30.0)
+    assert first.state is second.state is S.QUEUED  # a poll retries in place
+    assert (second.attempts, second.first_error_at, second.next_attempt_at) == (2, 10.0, 40.0)
+    assert second.last_error == "502"
+    answered = transition(second, StatusSeen("waiting"), now=41.0)
+    assert (answered.attempts, answered.first_error_at, answered.next_attempt_at) == (
+        0,
+        None,
+        None,
+    )
+    assert answered.last_error is None and answered.mvsep_status == "waiting"
+    for state in set(JobState) - {S.QUEUED}:
+        with pytest.raises(IllegalTransition, match="poll_failed"):
+            transition(prepared_for(state), PollFailed("x", due_at=1.0), now=1.0)

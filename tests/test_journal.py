@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -224,3 +225,69 @@ def test_lock_is_released_on_close(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     Journal(path).close()
     Journal(path).close()
+
+
+# ---------------------------------------------------------------- schema v2: hosts, poll streaks
+
+V1_JOBS = """CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY, source_path TEXT NOT NULL, size INTEGER NOT NULL,
+    mtime REAL NOT NULL, sha256 TEXT, inbox TEXT NOT NULL, preset TEXT NOT NULL,
+    request_key TEXT NOT NULL, source_json TEXT NOT NULL, state TEXT NOT NULL,
+    resume_state TEXT, mvsep_status TEXT, mvsep_hash TEXT, nonce TEXT, intent_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0, first_error_at REAL, next_attempt_at REAL,
+    last_error TEXT, cancel_requested TEXT, duplicate_of INTEGER REFERENCES jobs(id),
+    estimated_credits REAL, used_credits REAL, result_files TEXT NOT NULL DEFAULT '[]',
+    planned_outputs TEXT, outputs TEXT NOT NULL DEFAULT '[]', source_disposed TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL)"""
+
+
+def test_a_version_1_journal_is_migrated_and_its_jobs_keep_going(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A journal written before hosts were stored: its queued job gets ``base_url`` NULL
+    (the engine then uses the configured host) and goes on through the new verbs."""
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(V1_JOBS)
+    db.execute(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, at REAL NOT NULL,"
+        " kind TEXT NOT NULL, from_state TEXT, to_state TEXT NOT NULL,"
+        " reason TEXT NOT NULL DEFAULT '', data TEXT)"
+    )
+    src = source(tmp_path)
+    db.execute(
+        "INSERT INTO jobs (source_path, size, mtime, sha256, inbox, preset, request_key,"
+        " source_json, state, mvsep_hash, created_at, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (str(src.path), 3, 2.0, "sha", "main", "vocals", src.request.key(),
+         json.dumps(src.to_json()), "queued", "h-old", 1.0, 1.0),
+    )  # fmt: skip
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Journal(path, clock=clock) as j:
+        assert j.schema_version == SCHEMA_VERSION == 2
+        job = j.get(1)
+        assert (job.state, job.mvsep_hash, job.base_url) == (JobState.QUEUED, "h-old", None)
+        failed = j.mark_poll_failed(1, due_at=1050.0, error="HTTP 503")
+        assert (failed.attempts, failed.first_error_at, failed.next_attempt_at) == (
+            1,
+            1000.0,
+            1050.0,
+        )
+    with Journal(path, clock=clock) as j:  # the streak was committed
+        assert j.get(1).attempts == 1 and j.events(1)[-1].kind == "poll_failed"
+        assert j.mark_status(1, "waiting").attempts == 0
+
+
+def test_the_host_is_journaled_with_the_intent(journal: Journal, tmp_path: Path) -> None:
+    job, _ = journal.record_seen(source(tmp_path), size=3, mtime=2.0)
+    journal.mark_prepared(job.id, "sha", None)
+    claimed = journal.claim_next_ready(lambda: "n1", base_url="http://127.0.0.1:8001")
+    assert claimed is not None and claimed.base_url == "http://127.0.0.1:8001"
+    journal.mark_submitted(job.id, "h1")
+    assert journal.get(job.id).base_url == "http://127.0.0.1:8001"
+    other, _ = journal.record_seen(source(tmp_path, "b.wav"), size=3, mtime=2.0)
+    journal.mark_prepared(other.id, "sha2", None)
+    assert journal.mark_submitting(other.id, "n2", base_url="http://h2").base_url == "http://h2"
+    assert journal.mark_reconciled_absent(other.id).base_url is None

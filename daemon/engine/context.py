@@ -59,6 +59,14 @@ class Context:
         except Exception:  # a broken display must not break a job
             log.exception("progress hook failed", job_id=job_id, kind=kind)
 
+    def client_for(self, job: Job) -> MvsepClient:
+        """The client of the MVSEP host ``job`` lives on: the one its submit intent journaled
+        (a job's files are served only by the region that created it), even when the
+        configured ``base_url`` changed since; the configured one for a job journaled
+        before hosts were stored. Same pool, pacer and token either way."""
+        url = job.base_url
+        return self.client if url is None else self.client.with_base_url(url)
+
     def check_abort(self) -> None:
         if self.stopping.is_set():
             raise Aborted("engine stopping")

@@ -126,7 +126,7 @@ def _fetch(ctx: Context, job: Job, result: ResultFile, staged: Path) -> None:
             job.id, "download", {"stem": result.type, "received": received, "total": total}
         )
 
-    ctx.client.download(result.url, staged, progress=progress)
+    ctx.client_for(job).download(result.url, staged, progress=progress)
 
 
 def _already_filed(dest: Path, staged: Path) -> bool:

@@ -1,9 +1,12 @@
 """The ``queued`` state's work: fetch the status, and choose when to fetch it next.
 
-:func:`poll` is one ``get`` and what follows from it (``downloading``, ``failed``, expired,
-a cancel at MVSEP). :class:`Polls` holds each queued job's timer (in memory: a restart polls
-every job at once, then adapts) and computes the next delay from the pure poll policy
-(``daemon.pacing.PollPolicy``) or, after an error, from ``daemon.engine.retry``.
+:func:`poll` is one ``get`` (on the host the job lives on, ``Context.client_for``) and what
+follows from it (``downloading``, ``failed``, expired, a cancel at MVSEP). :class:`Polls`
+holds each queued job's timer and computes the next delay from the pure poll policy
+(``daemon.pacing.PollPolicy``) or, after an error, from ``daemon.engine.retry``. A healthy
+job's timer is in memory (a restart polls every job at once, then adapts); a failing poll's
+streak is journaled (``attempts``, ``first_error_at``, ``next_attempt_at``: the job stays
+``queued``), so that its backoff and its deadline continue across a restart.
 """
 
 from __future__ import annotations
@@ -23,9 +26,7 @@ from daemon.pacing import DurationEstimator, PollPolicy
 @dataclass
 class PollTimer:
     started_at: float  # monotonic: when this engine first saw the job queued
-    next_at: float
-    errors: int = 0
-    error_since: float | None = None
+    next_at: float  # monotonic
 
 
 class Polls:
@@ -41,8 +42,17 @@ class Polls:
     def due_in(self, job: Job, now: float) -> float:
         """Seconds until ``job`` is due for a poll (0 or less: now); starts its timer."""
         with self._lock:
-            timer = self._timers.setdefault(job.id, PollTimer(started_at=now, next_at=now))
+            timer = self._timers.get(job.id)
+            if timer is None:
+                timer = PollTimer(started_at=now, next_at=now + self._journaled_wait_s(job))
+                self._timers[job.id] = timer
             return timer.next_at - now
+
+    def _journaled_wait_s(self, job: Job) -> float:
+        """What is left of the backoff of a poll streak journaled before a restart."""
+        if job.attempts == 0 or job.next_attempt_at is None:
+            return 0.0
+        return max(0.0, job.next_attempt_at - self._ctx.clock.time())
 
     def poll_soon(self, job_id: int) -> None:
         """Act on ``job_id`` at its next look (a cancel was requested)."""
@@ -62,7 +72,6 @@ class Polls:
         if outcome.error is not None:
             self._failed(job, timer, outcome.error, now)
             return
-        timer.errors, timer.error_since = 0, None
         if outcome.status is None:  # left queued
             with self._lock:
                 self._timers.pop(job.id, None)
@@ -86,22 +95,34 @@ class Polls:
         )
 
     def _failed(self, job: Job, timer: PollTimer, exc: RetryLater, now: float) -> None:
+        """Journal the failed poll (the streak survives a restart) and when to poll again."""
+        job = self._ctx.journal.get(job.id)  # the streak so far, as journaled
+        wall = self._ctx.clock.time()
         decision = retry.decide(
             exc,
             step=retry.Step.POLL,
-            attempts=timer.errors,
-            first_error_at=timer.error_since,
-            now=now,
+            attempts=job.attempts,
+            first_error_at=job.first_error_at,
+            now=wall,
             policy=self._ctx.settings.retry_policy,
             rng=self._ctx.rng,
         )
-        timer.errors += 1
-        timer.error_since = timer.error_since if timer.error_since is not None else now
-        if decision.state is JobState.FAILED:
+        if decision.state is JobState.FAILED or job.state is not JobState.QUEUED:
             with self._lock:
                 self._timers.pop(job.id, None)
-            fail(self._ctx, job, f"MVSEP status unavailable: {decision.reason}")
+            if job.state is JobState.QUEUED:
+                fail(self._ctx, job, f"MVSEP status unavailable: {decision.reason}")
             return
+        log.warning(
+            "poll failed; will poll again",
+            **ids(job),
+            error=decision.reason,
+            attempts=job.attempts + 1,
+            retry_in_s=round(decision.delay_s, 2),
+        )
+        self._ctx.journal.mark_poll_failed(
+            job.id, due_at=wall + decision.delay_s, error=decision.reason
+        )
         timer.next_at = now + decision.delay_s
 
 
@@ -117,7 +138,7 @@ def poll(ctx: Context, job: Job) -> PollOutcome:
     """One ``get`` of a queued job, and what follows from it."""
     assert job.mvsep_hash is not None
     try:
-        status = ctx.client.get(job.mvsep_hash)
+        status = ctx.client_for(job).get(job.mvsep_hash)
     except ApiNotFound:
         expired(ctx, job)
         return PollOutcome()
@@ -125,7 +146,6 @@ def poll(ctx: Context, job: Job) -> PollOutcome:
         fail(ctx, job, f"MVSEP refused the status request: {exc}")
         return PollOutcome()
     except RetryLater as exc:
-        log.info("poll failed; will poll again", **ids(job), error=str(exc))
         return PollOutcome(error=exc)
     return _after_status(ctx, job, status)
 
@@ -144,7 +164,7 @@ def _after_status(ctx: Context, job: Job, status: JobStatus) -> PollOutcome:
         )
         ctx.journal.mark_result_ready(job.id, files)
         return PollOutcome()
-    if status.status != job.mvsep_status:
+    if status.status != job.mvsep_status or job.attempts:  # new, or the end of a streak
         data = {"queue_count": status.queue_count, "current_order": status.current_order}
         job = ctx.journal.mark_status(job.id, status.status, data=data)
     _progress_of(ctx, job, status)
@@ -172,7 +192,7 @@ def cancel_at_mvsep(ctx: Context, job: Job, status: JobStatus) -> bool:
     assert job.mvsep_hash is not None
     if status.status == "waiting":
         try:
-            message = ctx.client.cancel(job.mvsep_hash)
+            message = ctx.client_for(job).cancel(job.mvsep_hash)
         except ApiRejected as exc:  # it started meanwhile
             log.info("MVSEP refused the cancel", **ids(job), error=str(exc))
         except RetryLater as exc:

@@ -134,8 +134,8 @@ def decide(
 ) -> Decision:
     """Where a job goes after ``exc`` was raised in ``step``.
 
-    ``attempts`` and ``first_error_at`` describe the retry streak so far (the job's, or for
-    a poll the poll's); ``now`` is wall-clock (or monotonic for a poll) seconds.
+    ``attempts`` and ``first_error_at`` describe the retry streak so far, as journaled (for
+    a poll: its failed polls, ``poll_failed``); ``now`` is wall-clock seconds.
     """
     text = describe_error(exc)
     if isinstance(exc, Stopping):

@@ -322,7 +322,9 @@ class Engine:
             with self._cond:
                 busy = set(self._tasks)
             busy.update(j.id for j in jobs if self._waits_for_root(j))
-            job = self.journal.claim_next_ready(submit.new_nonce, exclude=busy)
+            job = self.journal.claim_next_ready(
+                submit.new_nonce, exclude=busy, base_url=self._ctx.client.base_url
+            )
             if job is None:
                 return
             held += 1

@@ -18,7 +18,7 @@ from daemon.engine.prepare import wait_for_inbox
 from daemon.engine.retry import Step
 from daemon.errors import ApiError, OutcomeUnknown, RetryLater, Stopping, WillNeverWork
 from daemon.jobs import Job, JobState
-from daemon.mvsep.client import HISTORY_MAX_LIMIT
+from daemon.mvsep.client import HISTORY_MAX_LIMIT, MvsepClient
 from daemon.mvsep.models import HistoryEntry
 
 
@@ -43,7 +43,7 @@ def upload(ctx: Context, job: Job) -> bool:
         ctx.progress(job.id, "upload", {"sent": sent, "total": total})
 
     try:
-        result = ctx.client.create(
+        result = ctx.client_for(job).create(
             sep_type=request.sep_type,
             output_format=request.output_format,
             options=request.options,
@@ -79,13 +79,13 @@ def _entry_time(entry: HistoryEntry) -> float | None:
     return stamp.replace(tzinfo=UTC).timestamp()
 
 
-def find_in_history(ctx: Context, nonce: str, intent_at: float) -> HistoryEntry | None:
+def find_in_history(
+    ctx: Context, nonce: str, intent_at: float, client: MvsepClient
+) -> HistoryEntry | None:
     """Page through the history (newest first) for the hash holding ``nonce``."""
     oldest_wanted = intent_at - ctx.settings.history_margin_s
     for page in range(ctx.settings.history_max_pages):
-        entries = ctx.client.separation_history(
-            start=page * HISTORY_MAX_LIMIT, limit=HISTORY_MAX_LIMIT
-        )
+        entries = client.separation_history(start=page * HISTORY_MAX_LIMIT, limit=HISTORY_MAX_LIMIT)
         for entry in entries:
             if nonce in entry.hash:
                 return entry
@@ -106,7 +106,7 @@ def reconcile(ctx: Context, job: Job) -> float | None:
     """
     assert job.nonce is not None and job.intent_at is not None
     try:
-        entry = find_in_history(ctx, job.nonce, job.intent_at)
+        entry = find_in_history(ctx, job.nonce, job.intent_at, ctx.client_for(job))
     except ApiError as exc:
         if isinstance(exc, RetryLater):
             record_error(ctx, job, exc, step=Step.RECONCILE)

@@ -16,7 +16,7 @@ from typing import IO
 
 from daemon.errors import JournalLockedError, JournalVersionError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -66,8 +66,12 @@ _V1 = (
     "CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id)",
 )
 
-#: version -> statements that bring version-1 up to it (idempotent DDL).
-MIGRATIONS: dict[int, Sequence[str]] = {1: _V1}
+# v2: the MVSEP host each job was created on (regions: a job's files are served only by the
+# region that created it). NULL for jobs journaled before: they use the configured host.
+_V2 = ("ALTER TABLE jobs ADD COLUMN base_url TEXT",)
+
+#: version -> statements that bring version-1 up to it (run once each, in one transaction).
+MIGRATIONS: dict[int, Sequence[str]] = {1: _V1, 2: _V2}
 
 
 def user_version(db: sqlite3.Connection) -> int:

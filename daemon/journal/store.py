@@ -8,7 +8,7 @@ one committed transaction, before the caller performs the action it records.
 A second daemon on the same journal is refused: the journal holds an exclusive ``flock`` on
 ``<journal>.lock`` (with the holder's pid written in it) for its whole lifetime. A journal
 written by a newer schema is refused with :class:`~daemon.errors.JournalVersionError`.
-The API token is never stored.
+The API token is never stored; the MVSEP host each job was created on is (``base_url``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from daemon.jobs import (
     Job,
     JobState,
     OutputsPlanned,
+    PollFailed,
     Prepared,
     ReconciledAbsent,
     ResultFile,
@@ -271,11 +272,16 @@ class Journal(JournalReads):
         return self.apply(job_id, Prepared(sha256, estimated_credits))
 
     def claim_next_ready(
-        self, nonce_factory: Callable[[], str], *, exclude: Collection[int] = ()
+        self,
+        nonce_factory: Callable[[], str],
+        *,
+        exclude: Collection[int] = (),
+        base_url: str | None = None,
     ) -> Job | None:
         """Move the oldest prepared ready job to ``submitting`` (the intent, before any POST).
 
-        ``exclude``: job ids the caller is still busy with.
+        ``exclude``: job ids the caller is still busy with. ``base_url``: the MVSEP host the
+        create will go to; the job keeps it for every later call.
         """
         now = self._clock.time()
         skip = sorted(exclude)
@@ -291,10 +297,10 @@ class Journal(JournalReads):
             if not rows:
                 return None
             job = job_from_row(rows[0])
-            return self._apply_in(db, job, SubmitIntent(nonce_factory()), now, None)
+            return self._apply_in(db, job, SubmitIntent(nonce_factory(), base_url), now, None)
 
-    def mark_submitting(self, job_id: int, nonce: str) -> Job:
-        return self.apply(job_id, SubmitIntent(nonce))
+    def mark_submitting(self, job_id: int, nonce: str, *, base_url: str | None = None) -> Job:
+        return self.apply(job_id, SubmitIntent(nonce, base_url))
 
     def mark_submitted(
         self,
@@ -311,6 +317,10 @@ class Journal(JournalReads):
 
     def mark_status(self, job_id: int, status: str, *, data: dict[str, Any] | None = None) -> Job:
         return self.apply(job_id, StatusSeen(status), data=data)
+
+    def mark_poll_failed(self, job_id: int, *, due_at: float, error: str) -> Job:
+        """A poll failed; the job stays queued, polled again at ``due_at`` (wall clock)."""
+        return self.apply(job_id, PollFailed(error=error, due_at=due_at))
 
     def mark_result_ready(self, job_id: int, files: Sequence[ResultFile]) -> Job:
         return self.apply(job_id, ResultReady(tuple(files)))
