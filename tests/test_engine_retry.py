@@ -14,11 +14,13 @@ from daemon import errors
 from daemon.engine.prepare import estimate_credits
 from daemon.engine.retry import (
     Decision,
+    ExpiryPolicy,
     RetryPolicy,
     Step,
     backoff_delay_s,
     deadline_passed,
     decide,
+    expiry_check_due,
 )
 from daemon.jobs import JobState
 
@@ -71,7 +73,7 @@ TABLE: list[tuple[BaseException, Step, JobState | None, JobState | None, float |
     (errors.ApiAuthError("401"), Step.UPLOAD, S.FAILED, None, None, "ApiAuthError"),
     (errors.ApiRejected("bad"), Step.UPLOAD, S.FAILED, None, None, "ApiRejected"),
     (errors.WillNeverWork("no"), Step.DOWNLOAD, S.FAILED, None, None, "WillNeverWork"),
-    (errors.ApiNotFound("gone"), Step.POLL, S.FAILED, None, None, "expired"),
+    (errors.ApiNotFound("gone"), Step.POLL, S.QUEUED, S.QUEUED, 5.0, "ApiNotFound"),
     (errors.ApiNotFound("gone"), Step.DOWNLOAD, S.FAILED, None, None, "expired"),
     (errors.ApiNotFound("gone"), Step.RECONCILE, S.FAILED, None, None, "ApiNotFound"),
     (errors.OutcomeUnknown("lost"), Step.UPLOAD, S.SUBMITTING, None, None, "reconcile"),
@@ -124,8 +126,47 @@ def test_the_table_covers_every_error_class() -> None:
 
 def test_resubmit_expired_sends_an_expired_result_again() -> None:
     policy = RetryPolicy(**{**POLICY.__dict__, "resubmit_expired": True})
-    for step in (Step.POLL, Step.DOWNLOAD):
-        assert run(errors.ApiNotFound("gone"), step, policy=policy).state is S.READY
+    assert run(errors.ApiNotFound("gone"), Step.DOWNLOAD, policy=policy).state is S.READY
+
+
+def test_a_not_found_poll_is_no_proof_of_expiry_even_with_resubmit() -> None:
+    """One ``not_found`` on ``get`` retries in place (never a second create at once); the
+    poll step decides expiry with ExpiryPolicy and the history."""
+    policy = RetryPolicy(**{**POLICY.__dict__, "resubmit_expired": True})
+    decision = run(errors.ApiNotFound("gone"), Step.POLL, policy=policy)
+    assert decision.state is S.QUEUED and decision.delay_s == pytest.approx(5.0)
+    late = run(errors.ApiNotFound("gone"), Step.POLL, attempts=50, first_error_at=NOW - 3600.0)
+    assert late.state is S.FAILED and "still failing" in late.reason
+
+
+EXPIRY = ExpiryPolicy(min_age_s=3600.0, confirmations=3, span_s=300.0)
+
+
+@pytest.mark.parametrize(
+    ("age_s", "count", "span_s", "due"),
+    [
+        (2.0, 1, 0.0, False),  # the report: one not_found two seconds after the create
+        (2.0, 9, 400.0, False),  # consistent, but far too young
+        (7200.0, 1, 0.0, False),  # old, but a single answer
+        (7200.0, 3, 299.0, False),  # three answers in a burst
+        (7200.0, 2, 900.0, False),  # a long span, two answers
+        (3600.0, 3, 300.0, True),
+        (72 * 3600.0, 7, 1000.0, True),
+    ],
+)
+def test_expiry_is_checked_only_for_an_old_consistent_not_found_streak(
+    age_s: float, count: int, span_s: float, due: bool
+) -> None:
+    assert (
+        expiry_check_due(
+            EXPIRY,
+            created_at=NOW - age_s,
+            first_not_found_at=NOW - span_s,
+            not_found_count=count,
+            now=NOW,
+        )
+        is due
+    )
 
 
 def test_retry_later_streak_waits_then_fails_at_the_deadline() -> None:

@@ -7,19 +7,26 @@ holds each queued job's timer and computes the next delay from the pure poll pol
 job's timer is in memory (a restart polls every job at once, then adapts); a failing poll's
 streak is journaled (``attempts``, ``first_error_at``, ``next_attempt_at``: the job stays
 ``queued``), so that its backoff and its deadline continue across a restart.
+
+A ``not_found`` answer is not taken as "expired" on its word: MVSEP answers one now and then
+for a job it has. It is a failed poll (retried with the same backoff) until the streak is
+old and consistent (``retry.ExpiryPolicy``, counted on the job's timer: a restart starts
+counting again) AND the account's ``separation_history`` agrees (:func:`history_says_gone`).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from daemon.engine import retry
 from daemon.engine.context import Context, ids, log
 from daemon.engine.dispose import fail
-from daemon.errors import ApiNotFound, ApiRejected, RetryLater, WillNeverWork
+from daemon.errors import ApiError, ApiNotFound, ApiRejected, RetryLater, WillNeverWork
 from daemon.jobs import Job, JobState, ResultFile
-from daemon.mvsep.models import JobStatus
+from daemon.mvsep.client import HISTORY_MAX_LIMIT
+from daemon.mvsep.models import HistoryEntry, JobStatus
 from daemon.pacing import DurationEstimator, PollPolicy
 
 
@@ -27,6 +34,8 @@ from daemon.pacing import DurationEstimator, PollPolicy
 class PollTimer:
     started_at: float  # monotonic: when this engine first saw the job queued
     next_at: float  # monotonic
+    not_found: int = 0  # not_found answers since the last status (see ExpiryPolicy)
+    first_not_found_at: float | None = None  # wall clock
 
 
 class Polls:
@@ -69,6 +78,8 @@ class Polls:
             timer = self._timers.get(job.id)
         if timer is None:
             return
+        if isinstance(outcome.error, ApiNotFound) and self._expired(job, timer):
+            return
         if outcome.error is not None:
             self._failed(job, timer, outcome.error, now)
             return
@@ -78,9 +89,35 @@ class Polls:
             if self._ctx.journal.get(job.id).state is JobState.DOWNLOADING:
                 self._estimator.observe(job.source.request.sep_type, now - timer.started_at)
             return
+        timer.not_found, timer.first_not_found_at = 0, None
         timer.next_at = now + self.next_delay_s(
             job, outcome.status, elapsed_s=now - timer.started_at
         )
+
+    def _expired(self, job: Job, timer: PollTimer) -> bool:
+        """Count a ``not_found``; True if it confirmed the expiry (the job left queued)."""
+        wall = self._ctx.clock.time()
+        timer.not_found += 1
+        if timer.first_not_found_at is None:
+            timer.first_not_found_at = wall
+        due = retry.expiry_check_due(
+            self._ctx.settings.expiry,
+            created_at=job.intent_at if job.intent_at is not None else job.created_at,
+            first_not_found_at=timer.first_not_found_at,
+            not_found_count=timer.not_found,
+            now=wall,
+        )
+        if not due:
+            return False
+        if not history_says_gone(self._ctx, job):
+            log.info("get does not find the job, but the history has it; polling on", **ids(job))
+            return False
+        with self._lock:
+            self._timers.pop(job.id, None)
+        current = self._ctx.journal.get(job.id)
+        if current.state is JobState.QUEUED:
+            expired(self._ctx, current)
+        return True
 
     def next_delay_s(self, job: Job, status: JobStatus, *, elapsed_s: float) -> float:
         position = status.current_order if status.current_order is not None else status.queue_count
@@ -94,7 +131,9 @@ class Polls:
             rng=self._ctx.rng,
         )
 
-    def _failed(self, job: Job, timer: PollTimer, exc: RetryLater, now: float) -> None:
+    def _failed(
+        self, job: Job, timer: PollTimer, exc: RetryLater | ApiNotFound, now: float
+    ) -> None:
         """Journal the failed poll (the streak survives a restart) and when to poll again."""
         job = self._ctx.journal.get(job.id)  # the streak so far, as journaled
         wall = self._ctx.clock.time()
@@ -131,7 +170,7 @@ class PollOutcome:
     """What a poll learnt: ``status`` (None when the job left ``queued``)."""
 
     status: JobStatus | None = None
-    error: RetryLater | None = None
+    error: RetryLater | ApiNotFound | None = None
 
 
 def poll(ctx: Context, job: Job) -> PollOutcome:
@@ -139,9 +178,8 @@ def poll(ctx: Context, job: Job) -> PollOutcome:
     assert job.mvsep_hash is not None
     try:
         status = ctx.client_for(job).get(job.mvsep_hash)
-    except ApiNotFound:
-        expired(ctx, job)
-        return PollOutcome()
+    except ApiNotFound as exc:  # not proof of expiry: see Polls._expired
+        return PollOutcome(error=exc)
     except WillNeverWork as exc:
         fail(ctx, job, f"MVSEP refused the status request: {exc}")
         return PollOutcome()
@@ -205,6 +243,49 @@ def cancel_at_mvsep(ctx: Context, job: Job, status: JobStatus) -> bool:
     if ctx.settings.on_cancel_processing == "keep":
         ctx.journal.mark_cancel_declined(job.id, "already processing at MVSEP; result kept")
     return True
+
+
+def history_says_gone(ctx: Context, job: Job) -> bool:
+    """Whether the account's history agrees that ``job``'s result is gone: its entry says
+    ``job_exists`` false or ``time_left`` <= 0, or a complete search back to the job's
+    creation does not list it. An unreadable history or a search cut short proves nothing."""
+    try:
+        entry, complete = find_by_hash(ctx, job)
+    except ApiError as exc:
+        log.info("history unreadable; expiry not confirmed", **ids(job), error=str(exc))
+        return False
+    if entry is None:
+        return complete
+    return not entry.job_exists or (entry.time_left is not None and entry.time_left <= 0)
+
+
+def find_by_hash(ctx: Context, job: Job) -> tuple[HistoryEntry | None, bool]:
+    """``(entry, complete)``: the history entry of ``job``'s hash (newest first, on the host
+    the job lives on); ``complete``: the search covered every entry since its creation."""
+    client = ctx.client_for(job)
+    created = job.intent_at if job.intent_at is not None else job.created_at
+    oldest_wanted = created - ctx.settings.history_margin_s
+    for page in range(ctx.settings.history_max_pages):
+        entries = client.separation_history(start=page * HISTORY_MAX_LIMIT, limit=HISTORY_MAX_LIMIT)
+        for entry in entries:
+            if entry.hash == job.mvsep_hash:
+                return entry, True
+        if len(entries) < HISTORY_MAX_LIMIT:
+            return None, True
+        last = _entry_time(entries[-1])
+        if last is not None and last < oldest_wanted:
+            return None, True
+    return None, False
+
+
+def _entry_time(entry: HistoryEntry) -> float | None:
+    if not entry.created_at:
+        return None
+    try:
+        stamp = datetime.strptime(entry.created_at, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=UTC).timestamp()
 
 
 def expired(ctx: Context, job: Job) -> None:

@@ -9,8 +9,11 @@ table in ``docs/ARCHITECTURE.md`` ("where does a job go after X?") is this funct
   resumes on the next start.
 * :class:`~daemon.errors.OutcomeUnknown` from the create: stays ``submitting``; reconciled
   through the history, never sent again blindly.
-* :class:`~daemon.errors.ApiNotFound` while polling or downloading: the result expired at
-  MVSEP: ``ready`` again if ``resubmit_expired``, else ``failed``.
+* :class:`~daemon.errors.ApiNotFound` while downloading: the result expired at MVSEP:
+  ``ready`` again if ``resubmit_expired``, else ``failed``. While polling, one ``not_found``
+  proves nothing (MVSEP answers it now and then for a job it has): the poll retries in
+  place like a retry-later error; the job is expired only when :func:`expiry_check_due`
+  and MVSEP's history agree (``daemon.engine.poll``).
 * :class:`~daemon.errors.WillNeverWork` (401, 400, ``success: false``): ``failed``.
 * :class:`~daemon.errors.ApiSlotsFull`: ``retry_wait`` for ``slots_full_retry_s``; never
   counts towards the deadline (a busy account is not a failing job).
@@ -44,6 +47,7 @@ from daemon.jobs import JobState
 
 __all__ = [
     "Decision",
+    "ExpiryPolicy",
     "RetryPolicy",
     "Rng",
     "Step",
@@ -51,6 +55,7 @@ __all__ = [
     "deadline_passed",
     "decide",
     "describe_error",
+    "expiry_check_due",
 ]
 
 
@@ -87,6 +92,37 @@ class RetryPolicy:
     retry_deadline_s: float
     slots_full_retry_s: float
     resubmit_expired: bool = False
+
+
+@dataclass(frozen=True)
+class ExpiryPolicy:
+    """When a job whose ``get`` answers ``not_found`` may be taken as expired at MVSEP.
+
+    The real service keeps results about 72 hours, and answers a stray ``not_found`` for a
+    job it has (seen two seconds after a create). So: never before ``min_age_s`` after the
+    create, and only after ``confirmations`` ``not_found`` answers with at least ``span_s``
+    between the first and the latest; then MVSEP's history must agree (the job is absent,
+    ``job_exists`` false or ``time_left`` <= 0). Until then the poll retries with backoff."""
+
+    min_age_s: float = 3600.0
+    confirmations: int = 3
+    span_s: float = 300.0
+
+
+def expiry_check_due(
+    policy: ExpiryPolicy,
+    *,
+    created_at: float,
+    first_not_found_at: float,
+    not_found_count: int,
+    now: float,
+) -> bool:
+    """Whether a ``not_found`` streak is long and old enough to ask the history (wall clock)."""
+    return (
+        not_found_count >= policy.confirmations
+        and now - first_not_found_at >= policy.span_s
+        and now - created_at >= policy.min_age_s
+    )
 
 
 @dataclass(frozen=True)
@@ -142,9 +178,11 @@ def decide(
         return Decision(None, f"stopped: {exc}; resumes on restart")
     if isinstance(exc, OutcomeUnknown) and step is Step.UPLOAD:
         return Decision(JobState.SUBMITTING, f"create outcome unknown, reconcile: {text}")
-    if isinstance(exc, ApiNotFound) and step in (Step.POLL, Step.DOWNLOAD):
+    if isinstance(exc, ApiNotFound) and step is Step.DOWNLOAD:
         state = JobState.READY if policy.resubmit_expired else JobState.FAILED
         return Decision(state, f"the result expired at MVSEP: {text}")
+    if isinstance(exc, ApiNotFound) and step is Step.POLL:  # not proof: see ExpiryPolicy
+        return _retry(exc, text, step, attempts, first_error_at, now, policy, rng)
     if isinstance(exc, WillNeverWork):
         return Decision(JobState.FAILED, text)
     if not isinstance(exc, RetryLater | OSError):
@@ -153,7 +191,7 @@ def decide(
 
 
 def _retry(
-    exc: RetryLater | OSError,
+    exc: RetryLater | ApiNotFound | OSError,
     text: str,
     step: Step,
     attempts: int,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from daemon.config import EngineSection, MvsepSection
-from daemon.engine.retry import RetryPolicy
+from daemon.engine.retry import ExpiryPolicy, RetryPolicy
 from daemon.records import CancelProcessing
 
 _ENGINE = EngineSection()
@@ -39,6 +39,8 @@ class EngineSettings:
     """History entries older than intent minus this (any time zone) stop the search."""
     history_max_pages: int = 25
     resubmit_expired: bool = _ENGINE.resubmit_expired
+    expiry: ExpiryPolicy = ExpiryPolicy()
+    """When a ``not_found`` poll may mean the result expired (``daemon.engine.retry``)."""
     dedupe_same_content: bool = _ENGINE.dedupe_same_content
     on_cancel_processing: CancelProcessing = _ENGINE.on_cancel_processing
     error_pause_s: float = 5.0
