@@ -11,7 +11,9 @@ Retry code needs one ``except``: everything that may work later derives from
     ├── ConfigError                  bad config file / env / arguments (exit code 2)
     ├── JournalError                 the SQLite journal cannot be used
     │   ├── JournalLockedError       another daemon holds the journal
-    │   └── JournalVersionError      journal written by a newer mvsep-watch
+    │   ├── JournalVersionError      journal written by a newer mvsep-watch
+    │   └── JournalGoneError         the journal or its lock was deleted/replaced while running
+    │                                (exit code 2: a person must look)
     ├── IllegalTransition            a job event that its state does not allow (a bug)
     ├── Stopping                     the process is stopping: a step was abandoned (nothing is
     │                                lost: the journal says where the job resumes)
@@ -57,6 +59,15 @@ class JournalLockedError(JournalError):
 
 class JournalVersionError(JournalError):
     """The journal's schema is newer than this program understands."""
+
+
+class JournalGoneError(JournalError):
+    """The open journal (or its lock file) was deleted or replaced while the daemon ran.
+
+    The daemon stops with ``exit_code`` (2: the systemd unit does not restart it): going on,
+    or restarting onto an empty journal, would lose the history and could pay twice."""
+
+    exit_code = 2
 
 
 class IllegalTransition(MvsepWatchError):

@@ -22,7 +22,7 @@ import structlog
 from daemon.catalogue import Catalogue, CatalogueCache
 from daemon.config import InboxSection, Settings
 from daemon.engine import Engine, EngineSettings
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, JournalGoneError
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
 from daemon.jobs import JobRequest, SourceFile
 from daemon.journal import Journal
@@ -295,7 +295,11 @@ def run_service(settings: Settings, *, config_path: Path) -> int:
     try:
         daemon.start()
         while not stop.wait(1.0):
-            pass
+            if daemon.journal is not None:
+                daemon.journal.check_intact()
+    except JournalGoneError as exc:  # a person must look: no restart onto an empty journal
+        log.error("journal deleted or replaced; stopping", error=str(exc))
+        return exc.exit_code
     finally:
         daemon.stop(timeout_s=STOP_TIMEOUT_S - 1.0)
     leave_without_busy_workers()

@@ -89,6 +89,7 @@ TABLE: list[tuple[BaseException, Step, JobState | None, JobState | None, float |
     (errors.JournalError("db"), Step.UPLOAD, S.FAILED, None, None, "unexpected"),
     (errors.JournalLockedError("db"), Step.UPLOAD, S.FAILED, None, None, "unexpected"),
     (errors.JournalVersionError("db"), Step.UPLOAD, S.FAILED, None, None, "unexpected"),
+    (errors.JournalGoneError("db"), Step.POLL, S.FAILED, None, None, "unexpected"),
     (errors.MvsepWatchError("base"), Step.UPLOAD, S.FAILED, None, None, "unexpected"),
     (ValueError("a bug"), Step.DOWNLOAD, S.FAILED, None, None, "unexpected"),
 ]

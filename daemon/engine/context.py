@@ -21,7 +21,7 @@ from daemon.clock import Clock
 from daemon.engine import dispose, retry
 from daemon.engine.retry import Step
 from daemon.engine.settings import EngineSettings
-from daemon.errors import Stopping
+from daemon.errors import JournalGoneError, Stopping
 from daemon.jobs import Job, JobState
 from daemon.journal import Journal
 from daemon.media import AudioProbe
@@ -70,6 +70,21 @@ class Context:
     def check_abort(self) -> None:
         if self.stopping.is_set():
             raise Aborted("engine stopping")
+
+
+def journal_intact(ctx: Context) -> bool:
+    """False once the journal was deleted or replaced under the engine: then the engine stops
+    taking work and the client sends nothing more (a person must look; the service exits
+    with code 2). The scheduler asks before every pass."""
+    try:
+        ctx.journal.check_intact()
+    except JournalGoneError as exc:
+        if not ctx.stopping.is_set():
+            log.error("journal deleted or replaced; the engine stops", error=str(exc))
+        ctx.stopping.set()
+        ctx.client.interrupt()
+        return False
+    return True
 
 
 def ids(job: Job) -> dict[str, object]:

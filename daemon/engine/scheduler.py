@@ -26,7 +26,7 @@ from pathlib import Path
 from daemon import media
 from daemon.clock import Clock, SystemClock
 from daemon.engine import deliver, prepare, submit
-from daemon.engine.context import Context, ProgressHook, ids, log
+from daemon.engine.context import Context, ProgressHook, ids, journal_intact, log
 from daemon.engine.dispose import finish_disposal
 from daemon.engine.poll import Polls
 from daemon.engine.settings import EngineSettings
@@ -206,7 +206,7 @@ class Engine:
     def _run(self) -> None:
         self._slots = self._resolve_slots()
         log.info("engine started", slots=self._slots)
-        while not self._ctx.stopping.is_set():
+        while not self._ctx.stopping.is_set() and journal_intact(self._ctx):
             try:
                 wait_s = self.tick(self._ctx.clock.monotonic())
             except Exception:

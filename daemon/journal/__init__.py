@@ -4,7 +4,9 @@
   and the write verbs (``record_seen``, ``claim_next_ready``, ``mark_*``);
 * :mod:`~daemon.journal.queries`: the reads (job queries, events, counts), which are also
   all a read-only ``status`` view needs;
-* :mod:`~daemon.journal.schema`: DDL, ``PRAGMA user_version`` migrations, the lock file;
+* :mod:`~daemon.journal.schema`: DDL, ``PRAGMA user_version`` migrations;
+* :mod:`~daemon.journal.guard`: the locks (lock file, and on Linux one that deleting files
+  cannot defeat) and the check that the journal is still in place (``check_intact``);
 * :mod:`~daemon.journal.rows`: rows <-> :class:`~daemon.jobs.Job` and :class:`EventRow`.
 """
 

@@ -1,20 +1,16 @@
-"""The journal's file: schema (DDL + ``PRAGMA user_version`` migrations) and the lock.
+"""The journal's file: schema (DDL + ``PRAGMA user_version`` migrations).
 
-One daemon per journal: :func:`acquire_lock` holds an exclusive ``flock`` on
-``<journal>.lock`` (with the holder's pid in it). A journal written by a newer schema is
-refused by :func:`check_version`.
+A journal written by a newer schema is refused by :func:`check_version`. One daemon per
+journal: the locks are in ``daemon.journal.guard``.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
-from daemon.errors import JournalLockedError, JournalVersionError
+from daemon.errors import JournalVersionError
 
 SCHEMA_VERSION = 2
 
@@ -85,23 +81,3 @@ def check_version(path: Path, version: int, *, fix: str) -> None:
             f"journal {path} has schema version {version}, but this mvsep-watch "
             f"understands up to version {SCHEMA_VERSION}: {fix}"
         )
-
-
-def acquire_lock(path: Path) -> IO[str]:
-    lock_path = path.with_name(path.name + ".lock")
-    fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the lifetime
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise JournalLockedError(
-            f"journal {path} is in use by another mvsep-watch (pid {holder}; lock file "
-            f"{lock_path}): stop it first, or use another [journal] path"
-        ) from exc
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"{os.getpid()}\n")
-    fh.flush()
-    return fh

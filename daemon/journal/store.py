@@ -6,8 +6,11 @@ row, applies the PURE :func:`daemon.jobs.transition` and writes the row AND an e
 one committed transaction, before the caller performs the action it records.
 
 A second daemon on the same journal is refused: the journal holds an exclusive ``flock`` on
-``<journal>.lock`` (with the holder's pid written in it) for its whole lifetime. A journal
-written by a newer schema is refused with :class:`~daemon.errors.JournalVersionError`.
+``<journal>.lock`` (with the holder's pid written in it) and, on Linux, a lock that deleting
+files cannot defeat, for its whole lifetime (``daemon.journal.guard``). The journal deleted
+or replaced while open is noticed by :meth:`Journal.check_intact` (and before every write):
+:class:`~daemon.errors.JournalGoneError`. A journal written by a newer schema is refused
+with :class:`~daemon.errors.JournalVersionError`.
 The API token is never stored; the MVSEP host each job was created on is (``base_url``).
 """
 
@@ -15,16 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from daemon.errors import JournalError
+from daemon.errors import JournalError, JournalGoneError
 from daemon.jobs import (
     CancelDeclined,
     Cancelled,
@@ -53,15 +55,10 @@ from daemon.jobs import (
     describe,
     transition,
 )
+from daemon.journal.guard import JournalGuard
 from daemon.journal.queries import JournalReads
 from daemon.journal.rows import insert_event, job_from_row, write_job
-from daemon.journal.schema import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    acquire_lock,
-    check_version,
-    user_version,
-)
+from daemon.journal.schema import MIGRATIONS, SCHEMA_VERSION, check_version, user_version
 
 ChangeListener = Callable[[Job, str, str], None]
 """``(job after the change, event kind, reason)``."""
@@ -98,13 +95,14 @@ class Journal(JournalReads):
         self._pending: list[tuple[Job, str, str]] = []
         self._clock: Clock = clock if clock is not None else _WallClock()
         self._lock = threading.RLock()
-        self._lock_file: IO[str] | None = None
+        self._guard: JournalGuard | None = None
+        self._gone: JournalGoneError | None = None
         if read_only:
             self._open_read_only()
             self._closed = False
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = acquire_lock(self.path)
+        self._guard = JournalGuard(self.path)
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
@@ -114,6 +112,7 @@ class Journal(JournalReads):
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._guard.opened()
         except BaseException:
             self._release()
             raise
@@ -149,11 +148,22 @@ class Journal(JournalReads):
             raise
 
     def _release(self) -> None:
-        if self._lock_file is None:
+        if self._guard is not None:
+            self._guard.release()
+
+    def check_intact(self) -> None:
+        """Raise :class:`~daemon.errors.JournalGoneError` if this journal's file or its lock
+        file was deleted or replaced since it was opened (then every later write refuses
+        too). The engine and the service call it periodically; it costs two ``stat``."""
+        if self._gone is not None:
+            raise self._gone
+        if self._guard is None or getattr(self, "_closed", True):
             return
-        with contextlib.suppress(OSError):
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-        self._lock_file.close()
+        try:
+            self._guard.check()
+        except JournalGoneError as exc:
+            self._gone = exc
+            raise
 
     @property
     def schema_version(self) -> int:
@@ -179,6 +189,7 @@ class Journal(JournalReads):
         with self._lock:
             if getattr(self, "_closed", False):
                 raise JournalError(f"journal {self.path} is closed")
+            self.check_intact()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
