@@ -301,7 +301,7 @@ class Engine:
         wait_s = due - self._ctx.clock.time()
         if wait_s > 0:
             return wait_s
-        self.journal.mark_resumed(job.id)
+        self.journal.resume_if_waiting(job.id)  # None: a cancel got there first
         return 0.0
 
     _VISITORS: Mapping[JobState, Callable[[Engine, Job, float], float | None]] = {
@@ -347,6 +347,9 @@ class Engine:
                 return
             future: Future[None] = Future()
             self._tasks[job.id] = _Task(kind, future)
+        if not self.journal.is_current(job):  # stale: a step or cancel committed since the read
+            self._finish(job.id, future)  # the next pass (woken now) sees the job as it is
+            return
         try:
             real = pool.submit(self._run_step, job, kind, step)
         except RuntimeError:  # pool shut down meanwhile

@@ -7,7 +7,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from daemon.jobs import ACTIVE_STATES, Job, JobState
-from daemon.journal.rows import SOURCE_IN_PLACE, EventRow, event_from_row, job_from_row
+from daemon.journal.rows import (
+    SOURCE_IN_PLACE,
+    EventRow,
+    event_from_row,
+    job_from_row,
+    same_version,
+)
 
 
 class JournalReads:
@@ -43,6 +49,14 @@ class JournalReads:
         if not rows:
             raise KeyError(f"no job {job_id} in journal {self.path}")
         return job_from_row(rows[0])
+
+    def is_current(self, job: Job) -> bool:
+        """Whether ``job`` is still what the journal holds: no change was committed since it
+        was read. The scheduler acts on a snapshot of every active job; a step that ended
+        after the snapshot was read made its entry stale (a second poll of a job already
+        downloading, a prepare of a job already deferred: spurious ``IllegalTransition``)."""
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job.id,))
+        return bool(rows) and same_version(job_from_row(rows[0]), job)
 
     def jobs_in(self, states: Iterable[JobState]) -> list[Job]:
         wanted = [s.value for s in states]

@@ -37,6 +37,11 @@ _MUTABLE = (
 )
 
 
+def same_version(a: Job, b: Job) -> bool:
+    """Whether two views of one job agree on everything a change can alter."""
+    return a.id == b.id and all(getattr(a, name) == getattr(b, name) for name in _MUTABLE)
+
+
 @dataclass(frozen=True)
 class EventRow:
     """One line of the append-only event log."""

@@ -355,6 +355,16 @@ class Journal(JournalReads):
     def mark_resumed(self, job_id: int) -> Job:
         return self.apply(job_id, Resumed())
 
+    def resume_if_waiting(self, job_id: int) -> Job | None:
+        """Resume a ``retry_wait`` job whose time came, if it is still waiting (one
+        transaction); None if a cancel (the watcher's thread) got there first."""
+        now = self._clock.time()
+        with self.transaction() as db:
+            job = self._get(db, job_id)
+            if job.state is not JobState.RETRY_WAIT:
+                return None
+            return self._apply_in(db, job, Resumed(), now, None)
+
     def mark_expired(self, job_id: int, reason: str) -> Job:
         return self.apply(job_id, Expired(reason))
 
