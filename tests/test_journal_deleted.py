@@ -87,6 +87,13 @@ def test_a_deleted_journal_or_lock_is_noticed_and_refuses_writes(
     assert caught.value.exit_code == 2
     with pytest.raises(JournalGoneError):  # nothing more is written into the lost file
         journal.record_seen(source(tmp_path), size=4, mtime=1.0)
+    journal.close()
+    marker = journal.path.with_name(journal.path.name + ".gone")
+    assert words in marker.read_text()
+    with pytest.raises(JournalGoneError, match="an earlier run stopped"):  # no restart onto
+        Journal(journal.path)  # an empty journal, whatever supervisor restarts the daemon
+    marker.unlink()  # a person looked
+    Journal(journal.path).close()
 
 
 def test_a_replaced_journal_or_lock_is_noticed(tmp_path: Path) -> None:
@@ -97,6 +104,7 @@ def test_a_replaced_journal_or_lock_is_noticed(tmp_path: Path) -> None:
         os.replace(other, path)  # e.g. a backup restored over the open journal
         with pytest.raises(JournalGoneError, match="journal file was replaced"):
             journal.check_intact()
+    path.with_name(path.name + ".gone").unlink()
     with Journal(path) as journal:
         lock = path.with_name(path.name + ".lock")
         lock.unlink()
@@ -187,3 +195,15 @@ def test_the_daemon_stops_with_exit_code_2_when_its_journal_is_deleted(
     assert "the journal file was deleted" in text
     assert len(emu.jobs) == 1  # nothing more was created
     assert not (tmp_path / "out" / "second").exists()
+
+    # restarted by a supervisor that restarts on any failure (launchd's KeepAlive): refused
+    again = subprocess.run(
+        [sys.executable, "-m", "daemon", "--config", str(config), "run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2, again.stderr[-3000:]
+    assert "an earlier run stopped" in again.stderr
+    assert len(emu.jobs) == 1

@@ -13,7 +13,10 @@ And it notices the journal deleted or replaced under a running daemon (SQLite wo
 writing to the unlinked file, and the history would be lost): :meth:`JournalGuard.check`
 raises :class:`~daemon.errors.JournalGoneError` when the path no longer holds the file that
 was opened, or the lock file is gone or another file. A person must look: nothing restarts
-onto an empty journal by itself (exit code 2, which the systemd unit does not restart).
+onto an empty journal by itself. The daemon exits with code 2 (which the systemd unit does
+not restart) and leaves ``<journal>.gone`` saying why; until a person removes it, every
+start on that journal path is refused the same way (launchd's KeepAlive restarts on any
+failure).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ import os
 import socket
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import IO
 
 from daemon.errors import JournalGoneError, JournalLockedError
 
-__all__ = ["JournalGuard", "lock_path_of"]
+__all__ = ["JournalGuard", "lock_path_of", "marker_path_of", "refuse_if_marked"]
 
 _PEER_TIMEOUT_S = 1.0
 
@@ -39,10 +43,39 @@ def lock_path_of(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
+def marker_path_of(path: Path) -> Path:
+    """``<journal>.gone``: left by a run that found its journal deleted or replaced."""
+    return path.with_name(path.name + ".gone")
+
+
+def refuse_if_marked(path: Path) -> None:
+    """Refuse to open ``path`` while the marker of a run that lost its journal is there."""
+    marker = marker_path_of(path)
+    try:
+        why = marker.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        why = f"(unreadable: {exc})"
+    raise JournalGoneError(
+        f"journal {path}: an earlier run stopped because its journal was deleted or replaced "
+        f"while it ran: {why}\nNot starting onto a journal without that history. Once you "
+        f"have looked (and restored the journal, or accepted starting afresh), remove {marker}"
+    )
+
+
+def _leave_marker(path: Path, text: str) -> None:
+    marker = marker_path_of(path)
+    with contextlib.suppress(OSError):  # the folder may be gone too, or read-only
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"pid {os.getpid()}: {text}\n", encoding="utf-8")
+
+
 class JournalGuard:
     """The locks of an open journal and the check that it is still in place."""
 
     def __init__(self, path: Path) -> None:
+        refuse_if_marked(path)
         self.path = path
         self.lock_path = lock_path_of(path)
         self._lock_file = _lock_file(path, self.lock_path)
@@ -66,14 +99,17 @@ class JournalGuard:
             problem = self._problem()
         except OSError:  # a share that does not answer proves nothing
             return
-        if problem is not None:
-            raise JournalGoneError(
-                f"journal {self.path}: {problem} while mvsep-watch was running. Stopped: "
-                "going on would lose the job history and could pay for files twice. A person "
-                f"must look: restore the journal (and {self.lock_path.name}) from a backup, "
-                "or start again on purpose, knowing that an empty journal sends every file "
-                "still in the inboxes again"
-            )
+        if problem is None:
+            return
+        text = (
+            f"journal {self.path}: {problem} while mvsep-watch was running. Stopped: going on "
+            "would lose the job history and could pay for files twice. A person must look: "
+            f"restore the journal from a backup, or start again on purpose (an empty journal "
+            f"sends every file still in the inboxes again), then remove "
+            f"{marker_path_of(self.path)}"
+        )
+        _leave_marker(self.path, f"{problem} (at {time.strftime('%Y-%m-%d %H:%M:%S %z')})")
+        raise JournalGoneError(text)
 
     def _problem(self) -> str | None:
         journal = _stat(self.path)
