@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from daemon_harness import wait_until, write_config
 
-from daemon.errors import JournalGoneError, JournalLockedError
+from daemon.errors import JournalError, JournalGoneError, JournalLockedError
 from daemon.jobs import JobRequest, JobState, SourceFile
 from daemon.journal import Journal
 
@@ -160,10 +160,11 @@ def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def filed(path: Path) -> bool:
-    if not path.exists():
+    try:
+        with Journal(path, read_only=True) as journal:
+            jobs = journal.recent_jobs(10)
+    except (JournalError, sqlite3.Error):  # not there yet, or its schema not yet made
         return False
-    with Journal(path, read_only=True) as journal:
-        jobs = journal.recent_jobs(10)
     return bool(jobs) and all(j.state is JobState.FILED for j in jobs)
 
 
