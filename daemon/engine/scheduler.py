@@ -420,12 +420,14 @@ class Engine:
     # ------------------------------------------------------------ journal listener
 
     def _on_change(self, job: Job, kind: str, reason: str) -> None:
+        stems = {"path": list(job.outputs)} if kind == "filed" else {}  # `job filed` lists them
         log.info(
             f"job {kind}",
             job_id=job.id,
             file=str(job.source.path),
             state=job.state.value,
             reason=reason,
+            **stems,
         )
         self._ctx.progress(
             job.id, "state", {"state": job.state.value, "event": kind, "reason": reason}
