@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("daemon.engine")
 
+_ALL_EVENTS = 1_000_000
+
 LEFT = "left"
 """``source_disposed`` of an input left in place because its disposal kept failing."""
 
@@ -52,7 +54,7 @@ def failure_details(job: Job) -> dict[str, str]:
 
 def _failure_reason(ctx: Context, job: Job) -> str:
     """Why the job failed (its ``failed`` event), not a later disposal error."""
-    for event in reversed(ctx.journal.events(job.id)):
+    for event in reversed(ctx.journal.events(job.id, limit=_ALL_EVENTS)):
         if event.kind == "failed" and event.reason:
             return event.reason
     return job.last_error or "unknown"
@@ -122,7 +124,7 @@ def _ids(job: Job) -> dict[str, object]:
 
 def _last_dispose_error(ctx: Context, job: Job) -> dict[str, float] | None:
     """The data of the job's latest ``dispose_error`` event (attempt, due_at, first_at)."""
-    for event in reversed(ctx.journal.events(job.id)):
+    for event in reversed(ctx.journal.events(job.id, limit=_ALL_EVENTS)):
         if event.kind == "dispose_error":
             return {k: float(v) for k, v in (event.data or {}).items()}
     return None

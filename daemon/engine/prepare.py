@@ -88,7 +88,7 @@ def _wait_for_copy(ctx: Context, job: Job, reason: str) -> bool:
         f"{reason}; it changed {age:.0f} s ago, so a copy may still be under way: checked "
         f"again until it has been unchanged for {wait_s:.0f} s"
     )
-    ctx.journal.mark_deferred(job.id, due_at=due, error=text)
+    ctx.journal.mark_deferred(job.id, due_at=due, error=text, recheck=True)  # not an attempt
     log.info("input looks cut off, waiting", job_id=job.id, file=str(job.source.path), age_s=age)
     return True
 

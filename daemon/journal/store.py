@@ -327,9 +327,15 @@ class Journal(JournalReads):
         return self.apply(job_id, Filed(tuple(str(p) for p in outputs)))
 
     def mark_deferred(
-        self, job_id: int, *, due_at: float, error: str, resume: JobState | None = None
+        self,
+        job_id: int,
+        *,
+        due_at: float,
+        error: str,
+        resume: JobState | None = None,
+        recheck: bool = False,
     ) -> Job:
-        return self.apply(job_id, Deferred(due_at=due_at, error=error, resume=resume))
+        return self.apply(job_id, Deferred(due_at, error, resume, recheck))
 
     def mark_resumed(self, job_id: int) -> Job:
         return self.apply(job_id, Resumed())
