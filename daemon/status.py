@@ -107,6 +107,19 @@ def _job_lines(job: dict[str, Any]) -> list[str]:
     return lines
 
 
+def inboxes_of(settings: Settings) -> list[dict[str, str]]:
+    """The configured inboxes: where files are picked up, with which preset, to where."""
+    return [
+        {
+            "inbox": inbox.display_name,
+            "path": str(inbox.path),
+            "preset": inbox.preset,
+            "output_dir": str(inbox.output),
+        }
+        for inbox in settings.inbox
+    ]
+
+
 def print_status(
     settings: Settings, *, as_json: bool = False, limit: int = 20, out: TextIO | None = None
 ) -> int:
@@ -118,12 +131,17 @@ def print_status(
     with Journal(path, read_only=True) as journal:
         counts = journal.counts_by_state()
         recent = _summaries(journal, limit)
+    inboxes = inboxes_of(settings)
     if as_json:
-        json.dump({"journal": str(path), "counts": counts, "recent": recent}, stream, indent=2)
+        data = {"journal": str(path), "inboxes": inboxes, "counts": counts, "recent": recent}
+        json.dump(data, stream, indent=2)
         stream.write("\n")
         return 0
     total = sum(counts.values())
     print(f"journal: {path} ({total} job(s))", file=stream)
+    for inbox in inboxes:
+        print(f"inbox {inbox['inbox']}: {inbox['path']} (preset {inbox['preset']}) "
+              f"-> {inbox['output_dir']}", file=stream)  # fmt: skip
     for state, n in sorted(counts.items()):
         print(f"  {state:<12} {n}", file=stream)
     if recent:

@@ -98,3 +98,26 @@ def test_waiting_for_a_missing_output_folder_is_not_an_attempt(
         r.out.mkdir()  # the share is back
         r.wait_state(job_id, JobState.FILED)
         assert r.job(job_id).attempts == 0
+
+
+def test_status_lists_the_configured_inboxes(tmp_path: Path) -> None:
+    inbox, out = tmp_path / "drop", tmp_path / "stems"
+    inbox.mkdir()
+    out.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[mvsep]\napi_token = "t"\n[journal]\npath = "j.sqlite3"\n'
+        "[presets.karaoke]\nsep_type = 40\n"
+        f'[[inbox]]\nname = "music"\npath = "{inbox}"\npreset = "karaoke"\noutput = "{out}"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(config, env={})[0]
+    with Journal(settings.journal.path):
+        pass  # the daemon ran once
+    text, data = io.StringIO(), io.StringIO()
+    print_status(settings, out=text)
+    print_status(settings, out=data, as_json=True)
+    assert f"inbox music: {inbox} (preset karaoke) -> {out}" in text.getvalue()
+    assert json.loads(data.getvalue())["inboxes"] == [
+        {"inbox": "music", "path": str(inbox), "preset": "karaoke", "output_dir": str(out)}
+    ]
