@@ -25,7 +25,7 @@ from pathlib import Path
 
 from daemon import media
 from daemon.clock import Clock, SystemClock
-from daemon.engine import deliver, prepare, submit
+from daemon.engine import deliver, dispose, prepare, submit
 from daemon.engine.context import Context, ProgressHook, ids, log
 from daemon.engine.dispose import finish_disposal
 from daemon.engine.poll import Polls
@@ -233,11 +233,15 @@ class Engine:
         """One pass over the journal at monotonic time ``now``: start every step that is
         due (on the worker pool, once :meth:`start` made one); return the seconds until
         something is due next. The scheduler thread calls it; a test may too."""
+        next_s = _MAX_WAIT_S
         for job in self.journal.undisposed():
-            self._dispatch(job, "dispose", self._dispose)
+            wait_s = max(dispose.due_in(self._ctx, job), self._not_before.get(job.id, 0.0) - now)
+            if wait_s > 0:  # a disposal that failed, or a step that raised: not yet
+                next_s = min(next_s, wait_s)
+            else:
+                self._dispatch(job, "dispose", self._dispose)
         jobs = self.journal.active_jobs()
         self._check_roots(jobs)
-        next_s = _MAX_WAIT_S
         if self._missing_roots:  # look for the share again at the configured pace
             next_s = min(next_s, self._ctx.settings.missing_inbox_recheck_s)
         for job in jobs:
@@ -418,12 +422,14 @@ class Engine:
     # ------------------------------------------------------------ journal listener
 
     def _on_change(self, job: Job, kind: str, reason: str) -> None:
+        stems = {"path": list(job.outputs)} if kind == "filed" else {}  # `job filed` lists them
         log.info(
             f"job {kind}",
             job_id=job.id,
             file=str(job.source.path),
             state=job.state.value,
             reason=reason,
+            **stems,
         )
         self._ctx.progress(
             job.id, "state", {"state": job.state.value, "event": kind, "reason": reason}
