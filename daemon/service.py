@@ -108,6 +108,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
     eng = settings.engine
     return EngineSettings(
         max_parallel_jobs=settings.mvsep.max_parallel_jobs,
+        account_recheck_s=settings.mvsep.account_recheck_s,
         max_transfers=eng.max_transfers,
         retry_base_s=eng.retry_base_s,
         retry_cap_s=eng.retry_cap_s,
