@@ -22,7 +22,7 @@ import structlog
 from daemon.catalogue import Catalogue, CatalogueCache
 from daemon.config import InboxSection, Settings
 from daemon.engine import Engine, EngineSettings
-from daemon.errors import ConfigError
+from daemon.errors import ApiAuthError, ConfigError, RetryLater
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
 from daemon.jobs import JobRequest, SourceFile
 from daemon.journal import Journal
@@ -59,12 +59,20 @@ def load_catalogue(settings: Settings, client: MvsepClient) -> Catalogue:
     return cache.load()
 
 
-def premium_of(client: MvsepClient) -> bool | None:
-    """Whether the account is premium; ``None`` when MVSEP cannot be asked right now."""
-    from daemon.errors import RetryLater
+TOKEN_REFUSED = (
+    "MVSEP refused the API token (HTTP 401): set a valid token in $MVSEP_API_TOKEN, "
+    "or [mvsep] api_token_file / api_token in the config file (see mvsep.com, your profile)"
+)
+"""The one line a refused token exits 2 with; it never shows the token."""
 
+
+def premium_of(client: MvsepClient) -> bool | None:
+    """Whether the account is premium; ``None`` when MVSEP cannot be asked right now (the
+    engine keeps asking). A refused token is a config error (exit 2), not a retry."""
     try:
         return client.user().premium_enabled
+    except ApiAuthError:
+        raise ConfigError(TOKEN_REFUSED) from None
     except RetryLater as exc:
         log.warning("cannot read the account from MVSEP; plan checks skipped", error=str(exc))
         return None
@@ -174,8 +182,8 @@ class Daemon:
             self._check_template(i, inbox)
             self._make_output(i, inbox)
         self.client = make_client(self.settings)
+        premium = premium_of(self.client)  # a refused token first: exit 2, one line
         catalogue = load_catalogue(self.settings, self.client)
-        premium = premium_of(self.client)
         self._requests = resolve_presets(
             self.settings, catalogue, premium=premium, where=self._label
         )

@@ -238,8 +238,6 @@ class Engine:
                 self._slots.read(self._ctx.clock.monotonic())
         except Stopping:
             pass
-        except Exception:  # a bug: logged; the account is asked again at the backoff's pace
-            log.exception("account read failed unexpectedly")
         finally:
             with self._cond:
                 self._account_reading = False
@@ -438,7 +436,7 @@ class Engine:
         if outcome is Upload.UNKNOWN:  # look in the history at once (issue 9 item 6)
             self._reconcile(job)
         elif outcome is Upload.SLOTS_FULL:  # the server's limit: the others holding a slot
-            self._slots.refused(self.journal.slots_held())
+            self._slots.refused(self.journal.slots_held(), self._ctx.clock.monotonic())
 
     def _reconcile(self, job: Job) -> None:
         # The scheduler's snapshot may be stale: the upload that held this job may have just

@@ -9,9 +9,10 @@ and ``max_parallel_jobs`` as an upper bound.
 * MVSEP refusing a create because the account's parallel jobs are running
   (:class:`~daemon.errors.ApiSlotsFull`, ``over_limit="reject"``) teaches the real limit: the
   jobs holding a slot at that moment, less the refused one. No more creates are sent until a
-  slot frees. The learnt limit is forgotten at the next account read, so a plan that grew is
-  used again. A server that queues past its limit (``over_limit="queue"``) needs nothing:
-  the jobs wait at MVSEP.
+  slot frees. The learnt limit is forgotten at the next account read (or, with
+  ``max_parallel_jobs`` set, ``account_recheck_s`` after it was learnt), so a plan that grew
+  or a slot another client held for a while is used again. A server that queues past its
+  limit (``over_limit="queue"``) needs nothing: the jobs wait at MVSEP.
 
 Thread-safe; the clock is passed in (``now``: monotonic seconds).
 """
@@ -27,7 +28,7 @@ import structlog
 
 from daemon.engine.retry import backoff_delay_s
 from daemon.engine.settings import EngineSettings
-from daemon.errors import ApiError, Stopping
+from daemon.errors import Stopping
 from daemon.mvsep.models import UserInfo
 
 __all__ = ["Slots"]
@@ -58,6 +59,7 @@ class Slots:
         self._lock = threading.Lock()
         self._account = _Account()
         self._learnt: int | None = None
+        self._learnt_at = 0.0
 
     @property
     def configured(self) -> int | None:
@@ -78,18 +80,26 @@ class Slots:
 
     def read_due_in(self, now: float) -> float | None:
         """Seconds until the account should be read (0 or less: now); None: never."""
-        if self.configured is not None:
-            return None
         with self._lock:
-            return self._account.next_read_at - now
+            if self.configured is None:
+                return self._account.next_read_at - now
+            if self._learnt is None:
+                return None
+            return self._learnt_at + self._settings.account_recheck_s - now
 
     def read(self, now: float) -> None:
-        """Read the account (one ``/api/app/user``); never raises but :class:`Stopping`."""
+        """Read the account (one ``/api/app/user``); never raises but :class:`Stopping`.
+        With ``max_parallel_jobs`` set, only forgets a learnt limit."""
+        if self.configured is not None:
+            with self._lock:
+                self._learnt = None
+            log.info("parallel limit learnt from MVSEP forgotten", slots=self.limit)
+            return
         try:
             user = self._read_account()
         except Stopping:
             raise
-        except ApiError as exc:
+        except Exception as exc:  # an API error, or a bug: asked again after a backoff
             self._read_failed(exc, now)
             return
         slots = self._settings.premium_slots if user.premium_enabled else self._settings.free_slots
@@ -102,7 +112,7 @@ class Slots:
         if before != slots:
             log.info("account read", premium=user.premium_enabled, slots=self.limit)
 
-    def _read_failed(self, exc: ApiError, now: float) -> None:
+    def _read_failed(self, exc: Exception, now: float) -> None:
         settings = self._settings
         with self._lock:
             account = self._account
@@ -125,13 +135,14 @@ class Slots:
                 retry_in_s=round(delay, 1),
             )
 
-    def refused(self, others: int) -> None:
+    def refused(self, others: int, now: float) -> None:
         """MVSEP refused a create as over the account's parallel limit while ``others``
         jobs (the refused one not counted) held a slot: that is the limit."""
         learnt = max(1, others)
         with self._lock:
             changed = self._learnt != learnt
             self._learnt = learnt
+            self._learnt_at = now
         if changed:
             log.warning(
                 "MVSEP refused a job over the account's parallel limit; sending fewer",
