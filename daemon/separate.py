@@ -28,6 +28,7 @@ from daemon.service import (
     engine_settings,
     load_catalogue,
     make_client,
+    open_journal,
     poll_policy,
     premium_of,
     to_request,
@@ -191,7 +192,7 @@ def run_separate(args: argparse.Namespace, *, configure: Callable[[Settings], No
         premium = premium_of(client)  # a refused token first: exit 2, one line
         catalogue = load_catalogue(settings, client)
         request = resolve(catalogue, name, preset, premium)
-        with Journal(journal_path) as journal:
+        with open_journal(journal_path, where="separate --journal") as journal:
             return _separate(settings, client, journal, files, name, request, out)
     finally:
         client.close()

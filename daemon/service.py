@@ -60,10 +60,22 @@ def load_catalogue(settings: Settings, client: MvsepClient) -> Catalogue:
 
 
 TOKEN_REFUSED = (
-    "MVSEP refused the API token (HTTP 401): set a valid token in $MVSEP_API_TOKEN, "
+    "MVSEP refused the API token: set a valid token in $MVSEP_API_TOKEN, "
     "or [mvsep] api_token_file / api_token in the config file (see mvsep.com, your profile)"
 )
 """The one line a refused token exits 2 with; it never shows the token."""
+
+
+def open_journal(path: Path, *, where: str) -> Journal:
+    """The journal; a path that cannot be a file (a folder in the way, no permission) is a
+    config error (exit 2). Another process holding it stays a ``JournalError`` (exit 1)."""
+    try:
+        return Journal(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"{where}: [journal] path: cannot open {path}: {exc.strerror or exc}; "
+            "choose a writable place"
+        ) from None
 
 
 def premium_of(client: MvsepClient) -> bool | None:
@@ -181,13 +193,13 @@ class Daemon:
         for i, inbox in enumerate(self.settings.inbox):
             self._check_template(i, inbox)
             self._make_output(i, inbox)
+        self.journal = open_journal(self.settings.journal.path, where=self._label)
         self.client = make_client(self.settings)
         premium = premium_of(self.client)  # a refused token first: exit 2, one line
         catalogue = load_catalogue(self.settings, self.client)
         self._requests = resolve_presets(
             self.settings, catalogue, premium=premium, where=self._label
         )
-        self.journal = Journal(self.settings.journal.path)
         self.engine = Engine(
             journal=self.journal,
             client=self.client,
