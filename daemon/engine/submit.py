@@ -102,7 +102,8 @@ def upload(ctx: Context, job: Job) -> Upload:
     return Upload.SENT
 
 
-def _entry_time(entry: HistoryEntry) -> float | None:
+def entry_time(entry: HistoryEntry) -> float | None:
+    """When a history entry was created (UTC assumed), or None when it does not say."""
     if not entry.created_at:
         return None
     try:
@@ -124,7 +125,7 @@ def find_in_history(ctx: Context, nonce: str, intent_at: float) -> HistoryEntry 
                 return entry
         if len(entries) < HISTORY_MAX_LIMIT:
             return None
-        last = _entry_time(entries[-1])
+        last = entry_time(entries[-1])
         if last is not None and last < oldest_wanted:
             return None
     return None
