@@ -15,7 +15,7 @@ from typing import Any
 
 from daemon_harness import wait_until
 from structlog.testing import capture_logs
-from test_engine_rig import rig
+from test_engine_rig import FAST_POLLS, rig
 
 from daemon import media
 from daemon.clock import ManualClock
@@ -45,7 +45,7 @@ def _engine_with(r: Any, probe: Callable[[Path], AudioProbe]) -> Engine:
         journal=r.journal,
         client=r.client,
         settings=r.settings,
-        poll_policy=r.engine._polls._policy,
+        poll_policy=FAST_POLLS,
         probe=probe,
         on_progress=r.recorder,
     )
