@@ -242,7 +242,8 @@ INTERRUPTED = "interrupted (Ctrl-C)"
 def _keep_interrupted(journal: Journal, job: Job) -> None:
     """A cancel request an earlier Ctrl-C left on a job already at MVSEP (journals of
     earlier versions did): running the command again means "resume it", so it is dropped."""
-    if job.cancel_requested is not None and job.cancel_requested.startswith(INTERRUPTED):
+    pending = job.cancel_requested is not None and job.cancel_requested.startswith(INTERRUPTED)
+    if pending and job.state in (JobState.SUBMITTING, JobState.QUEUED, JobState.RETRY_WAIT):
         journal.mark_cancel_declined(job.id, "the command was run again: resumed")
 
 

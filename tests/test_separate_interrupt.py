@@ -121,3 +121,33 @@ def test_ctrl_c_cancels_only_what_has_not_started_and_the_rerun_downloads_the_re
     assert f"{waiting}: cancelled" in stdout
     assert "result discarded" not in stdout + rerun_log
     assert rerun.returncode == 1  # the cancelled one is reported, not separated
+
+
+def test_a_rerun_resumes_a_job_an_earlier_version_left_with_a_ctrl_c_cancel_request(
+    tmp_path: Path, audio_file: Any, emulator: tuple[EmulatorServer, ManualClock]
+) -> None:
+    """Journals written before this fix hold "interrupted (Ctrl-C)" cancel requests on jobs
+    already processing at MVSEP; running the command again resumes them (no discard)."""
+    emu, clock = emulator
+    song = audio_file("old.wav", seconds=1.0)
+    out = tmp_path / "out"
+    args = (str(song), "--sep-type", "40", "--format", "wav16", "--out", str(out))
+    first = separate(emu.base_url, tmp_path, *args)
+    try:
+        wait_until(
+            lambda: [j.mvsep_status for j in journal_jobs(tmp_path)] == ["processing"],
+            "the job processing at MVSEP",
+        )
+    finally:
+        first.kill()
+        first.communicate(timeout=30)
+    with Journal(tmp_path / "journal.sqlite") as journal:  # what the old Ctrl-C left
+        (job,) = journal.recent_jobs(10)
+        journal.request_cancel(job.id, "interrupted (Ctrl-C)", processing="discard")
+        assert journal.get(job.id).cancel_requested == "interrupted (Ctrl-C)"
+    clock.advance(PROCESSING_S + 1)
+    rerun = separate(emu.base_url, tmp_path, *args)
+    stdout, log = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, log[-3000:]
+    assert "result discarded" not in stdout + log
+    assert len(emu.jobs) == 1 and len(list(out.rglob("*.wav"))) == 2
