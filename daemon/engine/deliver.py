@@ -116,7 +116,7 @@ def record_credits(ctx: Context, job: Job) -> None:
     if job.mvsep_hash is None or job.used_credits is not None:
         return
     try:
-        entries = ctx.client.separation_history(start=0, limit=20)
+        entries = ctx.client_for(job).separation_history(start=0, limit=20)
     except (RetryLater, WillNeverWork) as exc:
         log.warning("credits unknown: the history could not be read", **ids(job), error=str(exc))
         return
