@@ -29,6 +29,7 @@ from pathlib import Path
 from daemon import media
 from daemon.clock import Clock, SystemClock
 from daemon.engine import deliver, dispose, prepare, submit
+from daemon.engine.changes import change_fields, change_level
 from daemon.engine.context import Context, ProgressHook, ids, log
 from daemon.engine.dispose import finish_disposal
 from daemon.engine.poll import Polls
@@ -460,15 +461,7 @@ class Engine:
     # ------------------------------------------------------------ journal listener
 
     def _on_change(self, job: Job, kind: str, reason: str) -> None:
-        stems = {"path": list(job.outputs)} if kind == "filed" else {}  # `job filed` lists them
-        log.info(
-            f"job {kind}",
-            job_id=job.id,
-            file=str(job.source.path),
-            state=job.state.value,
-            reason=reason,
-            **stems,
-        )
+        log.log(change_level(kind), f"job {kind}", **change_fields(job, kind, reason))
         self._ctx.progress(
             job.id, "state", {"state": job.state.value, "event": kind, "reason": reason}
         )
