@@ -63,6 +63,7 @@ class MvsepSection(_Section):
     read_timeout_s: float = Field(default=120.0, gt=0)
     upload_timeout_s: float = Field(default=1200.0, gt=0)
     max_parallel_jobs: int | None = Field(default=None, ge=1, le=100)
+    account_recheck_s: float = Field(default=3600.0, gt=0)
     rate_limit_per_minute: int = Field(default=60, ge=1, le=10_000)
 
     @field_validator("base_url")

@@ -231,7 +231,7 @@ def fsync_dir(directory: Path) -> None:
     try:
         os.fsync(fd)
     except OSError as exc:
-        log.debug("directory fsync not supported", dir=str(directory), error=str(exc))
+        log.debug("directory fsync not supported", path=str(directory), error=str(exc))
     finally:
         os.close(fd)
 
@@ -286,7 +286,7 @@ def file_atomically(
         raise ValueError(f"unknown collision policy {on_collision!r}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if on_collision == "skip" and os.path.lexists(dest):
-        log.info("filing skipped: destination exists", dest=str(dest))
+        log.info("filing skipped: destination exists", path=str(dest))
         return dest
     final = resolve_collision(dest, on_collision)
     if move and _try_rename(src, final):
@@ -295,7 +295,7 @@ def file_atomically(
         copy_atomically(src, final)
         if move:
             src.unlink(missing_ok=True)
-    log.debug("filed", src=str(src), dest=str(final))
+    log.debug("filed", path=str(final))
     return final
 
 
@@ -387,7 +387,6 @@ def move_to_failed(
     filed = _move(src, failed_dir / src.name)
     report = error_report(filed, original=src, reason=reason, details=details, now=when)
     _write_text_atomically(filed.with_name(filed.name + ".error.txt"), report)
-    log.info("moved to failed folder", file=str(src), dest=str(filed), reason=reason)
     return filed
 
 

@@ -182,11 +182,15 @@ class Filed:
 
 @dataclass(frozen=True)
 class Deferred:
-    """A retry-later error: wait until ``due_at``, then resume ``resume`` (default: here)."""
+    """A retry-later error: wait until ``due_at``, then resume ``resume`` (default: here).
+
+    ``recheck``: not an attempt that failed but a look again later (a missing folder, a
+    copy still arriving): ``attempts`` and the retry streak's start are left as they are."""
 
     due_at: float
     error: str
     resume: JobState | None = None
+    recheck: bool = False
     kind: str = field(default="deferred", init=False)
 
 
@@ -401,8 +405,8 @@ def _on_deferred(job: Job, ev: Event, now: float) -> Job:
         job,
         state=_S.RETRY_WAIT,
         resume_state=resume,
-        attempts=job.attempts + 1,
-        first_error_at=job.first_error_at if job.first_error_at is not None else now,
+        attempts=job.attempts + (0 if ev.recheck else 1),
+        first_error_at=job.first_error_at if job.first_error_at is not None or ev.recheck else now,
         next_attempt_at=ev.due_at,
         last_error=ev.error,
         **extra,  # type: ignore[arg-type]

@@ -1,9 +1,11 @@
 """`mvsep-watch separate FILE...`: the one-shot command, through the same journal and engine.
 
 Because it runs through the journal, re-running the same command after a crash (or Ctrl-C)
-resumes the jobs it knows instead of paying for them again. Ctrl-C cancels at MVSEP every
-job that has not started processing there (credits are refunded) and leaves the others
-running, to be picked up by the next run.
+resumes the jobs it knows instead of paying for them again. Ctrl-C cancels only the jobs
+that have not started at MVSEP: not yet sent, or still waiting there (MVSEP's cancel takes
+only those, and refunds them). Every other job (being sent, processing or done at MVSEP,
+downloading) is left as it is: the next run of the same command downloads it, without a
+second create. It asks MVSEP itself, never a status the journal saw earlier.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from daemon.catalogue import Catalogue
-from daemon.config import PresetSection, Settings, load_settings
+from daemon.config import OPTION_NUMBERS, PresetSection, Settings, load_settings
 from daemon.engine import Engine
-from daemon.errors import ConfigError
+from daemon.errors import ApiError, ApiNotFound, ApiRejected, ConfigError, Stopping
 from daemon.jobs import Job, JobRequest, JobState, SourceFile
 from daemon.journal import Journal
 from daemon.service import (
     engine_settings,
     load_catalogue,
     make_client,
+    open_journal,
     poll_policy,
     premium_of,
     to_request,
@@ -86,7 +89,7 @@ def requested_preset(args: argparse.Namespace, settings: Settings) -> tuple[str,
     if not args.sep_type:
         raise ConfigError("give --preset NAME or --sep-type N (a number or an algorithm name)")
     sep_type: int | str = int(args.sep_type) if args.sep_type.isdigit() else args.sep_type
-    options = {f"add_opt{n}": getattr(args, f"opt{n}") for n in (1, 2, 3, 4)}
+    options = {f"add_opt{n}": getattr(args, f"opt{n}", None) for n in OPTION_NUMBERS}
     preset = PresetSection(
         sep_type=sep_type,
         output_format=args.output_format or "flac16",
@@ -186,9 +189,10 @@ def run_separate(args: argparse.Namespace, *, configure: Callable[[Settings], No
     journal_path = args.journal or settings.journal.path.with_name("separate.sqlite")
     client = make_client(settings)
     try:
+        premium = premium_of(client)  # a refused token first: exit 2, one line
         catalogue = load_catalogue(settings, client)
-        request = resolve(catalogue, name, preset, premium_of(client))
-        with Journal(journal_path) as journal:
+        request = resolve(catalogue, name, preset, premium)
+        with open_journal(journal_path, where="separate --journal") as journal:
             return _separate(settings, client, journal, files, name, request, out)
     finally:
         client.close()
@@ -218,14 +222,29 @@ def _separate(
         job = _latest_job_for(journal, path)
         ids[path] = job.id
         printer.names[job.id] = path.name
+        _keep_interrupted(journal, job)
     try:
         engine.run_until_idle()
     except KeyboardInterrupt:
-        _interrupt(engine, journal, list(ids.values()))
+        engine.stop(timeout_s=10.0)  # nothing runs while the jobs are sorted out
+        _interrupt(client, journal, ids)
         raise
-    finally:
+    except BaseException:
         engine.stop(timeout_s=10.0)
+        raise
+    engine.stop(timeout_s=10.0)
     return _report(journal, ids)
+
+
+INTERRUPTED = "interrupted (Ctrl-C)"
+
+
+def _keep_interrupted(journal: Journal, job: Job) -> None:
+    """A cancel request an earlier Ctrl-C left on a job already at MVSEP (journals of
+    earlier versions did): running the command again means "resume it", so it is dropped."""
+    pending = job.cancel_requested is not None and job.cancel_requested.startswith(INTERRUPTED)
+    if pending and job.state in (JobState.SUBMITTING, JobState.QUEUED, JobState.RETRY_WAIT):
+        journal.mark_cancel_declined(job.id, "the command was run again: resumed")
 
 
 def _latest_job_for(journal: Journal, path: Path) -> Job:
@@ -236,21 +255,54 @@ def _latest_job_for(journal: Journal, path: Path) -> Job:
     return max(jobs, key=lambda j: j.id)
 
 
-def _interrupt(engine: Engine, journal: Journal, ids: list[int]) -> None:
-    """Ctrl-C: cancel what has not started at MVSEP; leave processing jobs for the next run."""
-    for job_id in ids:
+def _interrupt(client: Any, journal: Journal, ids: Mapping[Path, int]) -> None:
+    """Ctrl-C, the engine stopped: cancel what has not started at MVSEP (refunded), leave
+    the rest resumable, and say which is which."""
+    cancelled: list[str] = []
+    resumable: list[str] = []
+    for path, job_id in ids.items():
         job = journal.get(job_id)
-        not_started = job.state in (JobState.READY, JobState.RETRY_WAIT) or (
-            job.state == JobState.QUEUED and job.mvsep_status in (None, "waiting")
+        if job.state in TERMINAL:
+            continue
+        outcome = _cancel_if_not_started(client, journal, job)
+        if outcome is None:
+            cancelled.append(path.name)
+        else:
+            resumable.append(f"{path.name} ({outcome})")
+    print(interrupt_message(cancelled, resumable), file=sys.stderr, flush=True)
+
+
+def interrupt_message(cancelled: list[str], resumable: list[str]) -> str:
+    lines = ["interrupted."]
+    if cancelled:
+        lines.append("cancelled, not started at MVSEP (nothing charged): " + ", ".join(cancelled))
+    if resumable:
+        lines.append(
+            "kept (already sent to MVSEP; run the same command again to download the "
+            "results without paying again): " + ", ".join(resumable)
         )
-        if not_started:
-            engine.cancel_job(job_id, "interrupted (Ctrl-C)")
-    engine.run_until_idle(timeout_s=8.0)
-    print(
-        "interrupted: jobs not yet started at MVSEP were cancelled; run the same command "
-        "again to resume the others",
-        file=sys.stderr,
-    )
+    return "\n".join(lines)
+
+
+def _cancel_if_not_started(client: Any, journal: Journal, job: Job) -> str | None:
+    """Cancel ``job`` if it has not started at MVSEP (``None``); else why it is kept."""
+    resume = job.resume_state if job.state is JobState.RETRY_WAIT else job.state
+    if resume is JobState.READY or (job.state is JobState.RETRY_WAIT and resume is None):
+        journal.mark_cancelled(job.id, f"{INTERRUPTED}: not sent to MVSEP")
+        return None
+    if job.state is JobState.QUEUED and job.mvsep_hash is not None:
+        try:
+            message = client.cancel(job.mvsep_hash)
+        except (ApiRejected, ApiNotFound):  # started (or done) meanwhile: not cancellable
+            return "started at MVSEP"
+        except (ApiError, Stopping) as exc:
+            return f"MVSEP could not be asked to cancel it: {exc}"
+        reason = f"{INTERRUPTED}: cancelled at MVSEP before it started ({message})"
+        journal.mark_cancelled(job.id, reason)
+        return None
+    if resume is JobState.DOWNLOADING:
+        return "done at MVSEP, downloading"
+    return "being sent to MVSEP"
 
 
 def _report(journal: Journal, ids: Mapping[Path, int]) -> int:

@@ -22,7 +22,7 @@ import structlog
 from daemon.catalogue import Catalogue, CatalogueCache
 from daemon.config import InboxSection, Settings
 from daemon.engine import Engine, EngineSettings
-from daemon.errors import ConfigError, JournalGoneError
+from daemon.errors import ApiAuthError, ConfigError, JournalGoneError, RetryLater
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
 from daemon.jobs import JobRequest, SourceFile
 from daemon.journal import Journal
@@ -59,12 +59,32 @@ def load_catalogue(settings: Settings, client: MvsepClient) -> Catalogue:
     return cache.load()
 
 
-def premium_of(client: MvsepClient) -> bool | None:
-    """Whether the account is premium; ``None`` when MVSEP cannot be asked right now."""
-    from daemon.errors import RetryLater
+TOKEN_REFUSED = (
+    "MVSEP refused the API token: set a valid token in $MVSEP_API_TOKEN, "
+    "or [mvsep] api_token_file / api_token in the config file (see mvsep.com, your profile)"
+)
+"""The one line a refused token exits 2 with; it never shows the token."""
 
+
+def open_journal(path: Path, *, where: str) -> Journal:
+    """The journal; a path that cannot be a file (a folder in the way, no permission) is a
+    config error (exit 2). Another process holding it stays a ``JournalError`` (exit 1)."""
+    try:
+        return Journal(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"{where}: [journal] path: cannot open {path}: {exc.strerror or exc}; "
+            "choose a writable place"
+        ) from None
+
+
+def premium_of(client: MvsepClient) -> bool | None:
+    """Whether the account is premium; ``None`` when MVSEP cannot be asked right now (the
+    engine keeps asking). A refused token is a config error (exit 2), not a retry."""
     try:
         return client.user().premium_enabled
+    except ApiAuthError:
+        raise ConfigError(TOKEN_REFUSED) from None
     except RetryLater as exc:
         log.warning("cannot read the account from MVSEP; plan checks skipped", error=str(exc))
         return None
@@ -108,6 +128,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
     eng = settings.engine
     return EngineSettings(
         max_parallel_jobs=settings.mvsep.max_parallel_jobs,
+        account_recheck_s=settings.mvsep.account_recheck_s,
         max_transfers=eng.max_transfers,
         retry_base_s=eng.retry_base_s,
         retry_cap_s=eng.retry_cap_s,
@@ -172,13 +193,13 @@ class Daemon:
         for i, inbox in enumerate(self.settings.inbox):
             self._check_template(i, inbox)
             self._make_output(i, inbox)
+        self.journal = open_journal(self.settings.journal.path, where=self._label)
         self.client = make_client(self.settings)
+        premium = premium_of(self.client)  # a refused token first: exit 2, one line
         catalogue = load_catalogue(self.settings, self.client)
-        premium = premium_of(self.client)
         self._requests = resolve_presets(
             self.settings, catalogue, premium=premium, where=self._label
         )
-        self.journal = Journal(self.settings.journal.path)
         self.engine = Engine(
             journal=self.journal,
             client=self.client,

@@ -194,3 +194,36 @@ def test_cut_off_file_fails_at_once_without_a_create(
     assert "cut off" in stdout + stderr
     assert emulator.jobs == {}
     assert cut.exists()  # separate never moves its inputs
+
+
+def test_every_opt_n_the_cli_parses_reaches_the_preset() -> None:
+    """`--opt N KEY` for N = 1..10 (and `--opt1`..`--opt4`): none is dropped on the way."""
+    from daemon.cli import parse_args
+    from daemon.config import OPTION_NUMBERS, Settings
+    from daemon.separate import requested_preset
+
+    argv = ["separate", "song.wav", "--sep-type", "121", "--opt1", "5"]
+    for n in OPTION_NUMBERS[1:]:
+        argv += ["--opt", str(n), f"key{n}"]
+    name, preset = requested_preset(parse_args(argv), Settings())
+    assert name == "command-line"
+    expected = {"add_opt1": "5"} | {f"add_opt{n}": f"key{n}" for n in OPTION_NUMBERS[1:]}
+    assert preset.options() == expected
+
+
+def test_options_five_to_ten_are_sent_to_mvsep(
+    tmp_path: Path, audio_file: Any, make_emulator: Any
+) -> None:
+    """Type 121 has add_opt1..add_opt10; what `--opt N` names is what the create carries."""
+    emulator = make_emulator(premium=True, processing_s=0.2)
+    song = audio_file("ten.wav", seconds=1.0)
+    proc = separate(
+        emulator.base_url, tmp_path, str(song), "--sep-type", "121", "--out", str(tmp_path / "o"),
+        "--opt", "5", "352", "--opt", "7", "0.8", "--opt", "9", "German", "--opt", "10", "hi",
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    (job,) = emulator.jobs.values()
+    sent = {k: v for k, v in job.options.items() if k in ("add_opt5", "add_opt7", "add_opt9")}
+    assert sent == {"add_opt5": "352", "add_opt7": "0.8", "add_opt9": "german"}
+    assert job.options.get("add_opt10") == "hi"

@@ -124,11 +124,24 @@ def wait_for_missing_folder(
     ``missing_inbox_recheck_s``, doubling up to 5 minutes so that a share away for days does
     not fill the journal; the warning is logged once, not at every look."""
     recheck_s = ctx.settings.missing_inbox_recheck_s
-    delay = retry.backoff_delay_s(
-        job.attempts + 1, base_s=recheck_s, cap_s=max(recheck_s, 300.0), rng=ctx.rng
-    )
+    looks = 1 + _looks_so_far(ctx, job, reason)  # a look is not an attempt (``recheck``)
+    delay = retry.backoff_delay_s(looks, base_s=recheck_s, cap_s=max(recheck_s, 300.0), rng=ctx.rng)
     if job.last_error != reason:
         log.warning("job waits for a missing folder", **ids(job), reason=reason)
     return ctx.journal.mark_deferred(
-        job.id, due_at=ctx.clock.time() + delay, error=reason, resume=resume
+        job.id, due_at=ctx.clock.time() + delay, error=reason, resume=resume, recheck=True
     )
+
+
+def _looks_so_far(ctx: Context, job: Job, reason: str) -> int:
+    """Deferrals for ``reason`` in the job's latest run of deferrals and resumptions."""
+    if job.last_error != reason:
+        return 0
+    looks = 0
+    for event in reversed(ctx.journal.events(job.id, limit=1_000_000)):
+        if event.kind not in ("deferred", "resumed") or (
+            event.kind == "deferred" and event.reason != reason
+        ):
+            break
+        looks += event.kind == "deferred"
+    return looks

@@ -11,6 +11,7 @@ Only after ``filed`` is committed is the input archived, deleted or kept.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from datetime import datetime
@@ -48,6 +49,9 @@ def staged_paths(ctx: Context, job: Job) -> list[Path]:
 
 def download_and_file(ctx: Context, job: Job) -> None:
     """Run the whole ``downloading`` state of a job; errors become job states."""
+    if _already_in_place(job):
+        _file_nothing_new(ctx, job)
+        return
     try:
         _stage_all(ctx, job)
         if _wait_for_output(ctx, job):
@@ -61,18 +65,65 @@ def download_and_file(ctx: Context, job: Job) -> None:
         expired(ctx, ctx.journal.get(job.id))
         return
     except (RetryLater, WillNeverWork, OSError) as exc:
-        current = ctx.journal.get(job.id)
-        if current.state is JobState.DOWNLOADING:
-            record_error(ctx, current, exc, step=Step.DOWNLOAD)
+        _download_failed(ctx, job, exc)
         return
     current = ctx.journal.get(job.id)
     if current.state is not JobState.DOWNLOADING:  # cancelled meanwhile (discard policy)
         _drop_staging(ctx, job)
         return
+    record_credits(ctx, current)
     paths = [Path(p) for p in current.planned_outputs or () if not is_skipped(p)]
     filed = ctx.journal.mark_filed(job.id, paths)
     _drop_staging(ctx, job)
     dispose_filed_source(ctx, filed)
+
+
+def _download_failed(ctx: Context, job: Job, exc: BaseException) -> None:
+    current = ctx.journal.get(job.id)
+    if current.state is not JobState.DOWNLOADING:
+        return
+    after = record_error(ctx, current, exc, step=Step.DOWNLOAD)
+    if after.state is JobState.RETRY_WAIT:  # a failure of this try: WARNING (failed logs its own)
+        log.warning("download or filing failed; trying again later", **ids(job),
+                    error=after.last_error, attempt=after.attempts)  # fmt: skip
+
+
+def _already_in_place(job: Job) -> bool:
+    """The same audio again (a duplicate) whose earlier stems are still where they were
+    filed, in this job's output folder: filing them again would only make ``(2)`` copies."""
+    if job.duplicate_of is None or not job.result_files:
+        return False
+    root = job.source.output_dir
+    return all(
+        f.local and Path(f.local).is_file() and Path(f.local).is_relative_to(root)
+        for f in job.result_files
+    )
+
+
+def _file_nothing_new(ctx: Context, job: Job) -> None:
+    """File the duplicate as the earlier job's stems, in place: no copy, no new sidecar."""
+    paths = [Path(f.local) for f in job.result_files]
+    if job.planned_outputs is None:
+        job = ctx.journal.mark_outputs_planned(job.id, paths)
+    log.info("same audio already filed: nothing new filed", **ids(job),
+             duplicate_of=job.duplicate_of, path=[str(p) for p in paths])  # fmt: skip
+    filed = ctx.journal.mark_filed(job.id, paths)
+    dispose_filed_source(ctx, filed)
+
+
+def record_credits(ctx: Context, job: Job) -> None:
+    """What the job cost, from the history's ``credits`` (first page; unknown is fine)."""
+    if job.mvsep_hash is None or job.used_credits is not None:
+        return
+    try:
+        entries = ctx.client_for(job).separation_history(start=0, limit=20)
+    except (RetryLater, WillNeverWork) as exc:
+        log.warning("credits unknown: the history could not be read", **ids(job), error=str(exc))
+        return
+    for entry in entries:
+        if entry.hash == job.mvsep_hash and entry.credits is not None:
+            ctx.journal.mark_credits(job.id, entry.credits)
+            return
 
 
 def _wait_for_output(ctx: Context, job: Job) -> bool:
@@ -184,7 +235,27 @@ def _file_all(ctx: Context, job: Job) -> None:
         filing.file_atomically(staged, dest, on_collision="overwrite", move=True)
     if job.source.sidecar and filed:
         data = outputs.sidecar_data(job, filed, filed_at=_local_now(ctx))
-        filing.write_sidecar(outputs.sidecar_path(job.source, filed[0]), data)
+        filing.write_sidecar(
+            _own_sidecar_path(outputs.sidecar_path(job.source, filed[0]), job), data
+        )
+
+
+def _own_sidecar_path(path: Path, job: Job) -> Path:
+    """``path``, or ``name (2).json``… if another job's sidecar is there: never overwritten."""
+    candidate, n = path, 2
+    while candidate.exists() and _sidecar_job(candidate) != job.id:
+        candidate = filing.with_counter(path, n)
+        n += 1
+    return candidate
+
+
+def _sidecar_job(path: Path) -> int | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    job_id = data.get("job_id") if isinstance(data, dict) else None
+    return job_id if isinstance(job_id, int) else None
 
 
 def _drop_staging(ctx: Context, job: Job) -> None:

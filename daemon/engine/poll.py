@@ -231,7 +231,7 @@ def cancel_at_mvsep(ctx: Context, job: Job, status: JobStatus) -> bool:
     if status.status == "waiting":
         try:
             message = ctx.client_for(job).cancel(job.mvsep_hash)
-        except ApiRejected as exc:  # it started meanwhile
+        except (ApiRejected, ApiNotFound) as exc:  # it started meanwhile: nothing to cancel
             log.info("MVSEP refused the cancel", **ids(job), error=str(exc))
         except RetryLater as exc:
             log.info("cancel failed; will try again", **ids(job), error=str(exc))

@@ -10,7 +10,7 @@ import hashlib
 import math
 from pathlib import Path
 
-from daemon.engine.context import Context, log, record_error, wait_for_missing_folder
+from daemon.engine.context import Context, ids, log, record_error, wait_for_missing_folder
 from daemon.engine.dispose import fail
 from daemon.engine.retry import Step
 from daemon.jobs import Job, JobState, ResultFile
@@ -49,7 +49,10 @@ def prepare(ctx: Context, job: Job) -> None:
     try:
         digest = sha256_of(src)
     except OSError as exc:
-        record_error(ctx, job, exc, step=Step.PREPARE)
+        after = record_error(ctx, job, exc, step=Step.PREPARE)
+        if after.state is JobState.RETRY_WAIT:  # a failure of this try (failed logs its own)
+            log.warning("input could not be read; trying again later", **ids(job),
+                        error=after.last_error, attempt=after.attempts)  # fmt: skip
         return
     if ctx.settings.dedupe_same_content and _file_duplicate(ctx, job, digest):
         return
@@ -88,8 +91,8 @@ def _wait_for_copy(ctx: Context, job: Job, reason: str) -> bool:
         f"{reason}; it changed {age:.0f} s ago, so a copy may still be under way: checked "
         f"again until it has been unchanged for {wait_s:.0f} s"
     )
-    ctx.journal.mark_deferred(job.id, due_at=due, error=text)
-    log.info("input looks cut off, waiting", job_id=job.id, file=str(job.source.path), age_s=age)
+    ctx.journal.mark_deferred(job.id, due_at=due, error=text, recheck=True)  # not an attempt
+    log.info("input looks cut off, waiting", **ids(job), age_s=age)
     return True
 
 

@@ -6,7 +6,10 @@ the pool: ``prepare`` (sniff, hash, dedup), ``upload`` (after ``submitting`` is 
 ``reconcile`` (a create whose answer is unknown), ``poll`` (adaptive, jittered, at most one
 ``get`` per job per interval), ``download`` (stage, plan, file, dispose). At most ``slots``
 jobs hold an MVSEP slot (``submitting`` + ``queued``); the next upload starts as soon as a
-state change frees one. Uploads + downloads run at most ``max_transfers`` at once. All API
+state change frees one. The count is :class:`~daemon.engine.slots.Slots`' (the account's
+plan, read at start and every ``account_recheck_s``, asked again with backoff while MVSEP
+cannot answer; lowered when MVSEP refuses a create as over its limit).
+Uploads + downloads run at most ``max_transfers`` at once. All API
 calls share the client's one pacer (the ``RequestGate`` the service built the client with).
 
 In-memory state (what is running, poll timers) is a cache: a restart rebuilds it from the
@@ -25,12 +28,15 @@ from pathlib import Path
 
 from daemon import media
 from daemon.clock import Clock, SystemClock
-from daemon.engine import deliver, prepare, submit
+from daemon.engine import deliver, dispose, prepare, submit
+from daemon.engine.changes import change_fields, change_level
 from daemon.engine.context import Context, ProgressHook, ids, journal_intact, log
 from daemon.engine.dispose import finish_disposal
 from daemon.engine.poll import Polls
 from daemon.engine.settings import EngineSettings
-from daemon.errors import ApiError, IllegalTransition, Stopping
+from daemon.engine.slots import Slots
+from daemon.engine.submit import Upload
+from daemon.errors import IllegalTransition, Stopping
 from daemon.jobs import Job, JobState, SourceFile
 from daemon.journal import Journal
 from daemon.media import AudioProbe
@@ -88,7 +94,9 @@ class Engine:
         self._woken = False
         self._tasks: dict[int, _Task] = {}
         self._not_before: dict[int, float] = {}
-        self._slots: int | None = None
+        self._slots = Slots(self._ctx.settings, client.user, rng=self._ctx.rng)
+        self._started = False
+        self._account_reading = False
         self._missing_roots: frozenset[Path] = frozenset()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -103,7 +111,12 @@ class Engine:
     @property
     def slots(self) -> int | None:
         """The MVSEP parallel-job limit in force (``None`` until the engine has started)."""
-        return self._slots
+        return self._slots.limit if self._started else None
+
+    @property
+    def slots_known(self) -> bool:
+        """Whether :attr:`slots` rests on the setting or the account (not a guess)."""
+        return self._slots.known
 
     def submit_file(self, source: SourceFile) -> int | None:
         """Journal a new job for ``source``; ``None`` if this exact file is already known."""
@@ -204,8 +217,9 @@ class Engine:
     # ------------------------------------------------------------ scheduler
 
     def _run(self) -> None:
-        self._slots = self._resolve_slots()
-        log.info("engine started", slots=self._slots)
+        self._read_account()  # the first read before any claim; then when due (tick)
+        self._started = True
+        log.info("engine started", slots=self._slots.limit, slots_known=self._slots.known)
         while not self._ctx.stopping.is_set() and journal_intact(self._ctx):
             try:
                 wait_s = self.tick(self._ctx.clock.monotonic())
@@ -218,28 +232,54 @@ class Engine:
                     self._cond.wait(max(0.0, min(wait_s, _MAX_WAIT_S)))
                 self._woken = False
 
-    def _resolve_slots(self) -> int:
-        settings = self._ctx.settings
-        if settings.max_parallel_jobs is not None:
-            return max(1, settings.max_parallel_jobs)
+    def _read_account(self) -> None:
+        """One account read (never raises); the next is due per :class:`Slots`."""
         try:
-            user = self._ctx.client.user()
-        except (ApiError, Stopping) as exc:
-            log.warning("could not read the account; assuming a free account", error=str(exc))
-            return settings.free_slots
-        return settings.premium_slots if user.premium_enabled else settings.free_slots
+            if self._slots.read_due_in(self._ctx.clock.monotonic()) is not None:
+                self._slots.read(self._ctx.clock.monotonic())
+        except Stopping:
+            pass
+        finally:
+            with self._cond:
+                self._account_reading = False
+                self._woken = True
+                self._cond.notify_all()
+
+    def _account_due(self, now: float) -> float | None:
+        """Start the account read on the pool when due; the seconds until it is due."""
+        due_s = self._slots.read_due_in(now)
+        if due_s is None or due_s > 0:
+            return due_s
+        pool = self._pool
+        with self._cond:
+            if pool is None or self._account_reading or self._ctx.stopping.is_set():
+                return None
+            self._account_reading = True
+        try:
+            pool.submit(self._read_account)
+        except RuntimeError:  # pool shut down meanwhile
+            with self._cond:
+                self._account_reading = False
+        return None
 
     def tick(self, now: float) -> float:
         """One pass over the journal at monotonic time ``now``: start every step that is
         due (on the worker pool, once :meth:`start` made one); return the seconds until
         something is due next. The scheduler thread calls it; a test may too."""
+        next_s = _MAX_WAIT_S
         for job in self.journal.undisposed():
-            self._dispatch(job, "dispose", self._dispose)
+            wait_s = max(dispose.due_in(self._ctx, job), self._not_before.get(job.id, 0.0) - now)
+            if wait_s > 0:  # a disposal that failed, or a step that raised: not yet
+                next_s = min(next_s, wait_s)
+            else:
+                self._dispatch(job, "dispose", self._dispose)
         jobs = self.journal.active_jobs()
         self._check_roots(jobs)
-        next_s = _MAX_WAIT_S
         if self._missing_roots:  # look for the share again at the configured pace
             next_s = min(next_s, self._ctx.settings.missing_inbox_recheck_s)
+        account_s = self._account_due(now)
+        if account_s is not None:
+            next_s = min(next_s, account_s)
         for job in jobs:
             due_s = self._visit(job, now)
             if due_s is not None:
@@ -315,7 +355,7 @@ class Engine:
     def _fill_slots(self, jobs: list[Job]) -> None:
         """Claim prepared ready jobs (``submitting`` committed first) while slots are free."""
         held = sum(1 for j in jobs if j.holds_slot)
-        slots = self._slots or 1
+        slots = self._slots.limit
         while held < slots and not self._ctx.stopping.is_set():
             if self._count(_TRANSFER_KINDS) >= self._ctx.settings.max_transfers:
                 return
@@ -402,8 +442,11 @@ class Engine:
             self._not_before[job_id] = self._ctx.clock.monotonic() + seconds
 
     def _upload(self, job: Job) -> None:
-        if not submit.upload(self._ctx, job):
-            self._pause(job.id, self._ctx.settings.reconcile_retry_s)
+        outcome = submit.upload(self._ctx, job)
+        if outcome is Upload.UNKNOWN:  # look in the history at once (issue 9 item 6)
+            self._reconcile(job)
+        elif outcome is Upload.SLOTS_FULL:  # the server's limit: the others holding a slot
+            self._slots.refused(self.journal.slots_held(), self._ctx.clock.monotonic())
 
     def _reconcile(self, job: Job) -> None:
         # The scheduler's snapshot may be stale: the upload that held this job may have just
@@ -421,13 +464,7 @@ class Engine:
     # ------------------------------------------------------------ journal listener
 
     def _on_change(self, job: Job, kind: str, reason: str) -> None:
-        log.info(
-            f"job {kind}",
-            job_id=job.id,
-            file=str(job.source.path),
-            state=job.state.value,
-            reason=reason,
-        )
+        log.log(change_level(kind), f"job {kind}", **change_fields(job, kind, reason))
         self._ctx.progress(
             job.id, "state", {"state": job.state.value, "event": kind, "reason": reason}
         )

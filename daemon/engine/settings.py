@@ -21,6 +21,8 @@ class EngineSettings:
     max_parallel_jobs: int | None = _MVSEP.max_parallel_jobs
     """``[mvsep] max_parallel_jobs``: jobs at MVSEP at once; ``None``: from
     ``/api/app/user`` (premium → ``premium_slots``)."""
+    account_recheck_s: float = _MVSEP.account_recheck_s
+    """``[mvsep] account_recheck_s``: seconds between reads of the account (plans change)."""
     premium_slots: int = 10
     free_slots: int = 1
     max_transfers: int = _ENGINE.max_transfers

@@ -4,11 +4,17 @@ Never pay twice: the engine journals ``submitting`` (with a fresh nonce) BEFORE 
 :func:`upload`; the nonce is the first part of the upload name, so MVSEP's hash
 (``YYYYMMDDhhmmss-<hex>-<slug of the name>``) contains it. A create whose answer was lost
 (:class:`~daemon.errors.OutcomeUnknown`, a crash, a stop) leaves the job in ``submitting``
-and :func:`reconcile` looks the nonce up in ``separation_history`` before anything else.
+and :func:`reconcile` looks the nonce up in ``separation_history`` before anything else:
+at once after a lost answer (a 5xx, a timeout), again every ``reconcile_retry_s`` while it
+is not there, for ``reconcile_grace_s`` after the intent. Absent after that, the create was
+not received: that is a failed attempt like any other, so it goes through the retry policy
+(:func:`~daemon.engine.retry.decide`: ``retry_wait`` with backoff, back to ``ready`` with a
+new nonce, ``failed`` once the streak is older than ``retry_deadline_s``).
 """
 
 from __future__ import annotations
 
+import enum
 import secrets
 from datetime import UTC, datetime
 
@@ -16,7 +22,15 @@ from daemon.engine.context import Context, ids, log, record_error
 from daemon.engine.dispose import fail
 from daemon.engine.prepare import wait_for_inbox
 from daemon.engine.retry import Step
-from daemon.errors import ApiError, OutcomeUnknown, RetryLater, Stopping, WillNeverWork
+from daemon.errors import (
+    ApiError,
+    ApiServerError,
+    ApiSlotsFull,
+    OutcomeUnknown,
+    RetryLater,
+    Stopping,
+    WillNeverWork,
+)
 from daemon.jobs import Job, JobState
 from daemon.mvsep.client import HISTORY_MAX_LIMIT, MvsepClient
 from daemon.mvsep.models import HistoryEntry
@@ -31,11 +45,23 @@ def upload_name(job: Job) -> str:
     return f"{job.nonce}-{job.source.path.name}"
 
 
-def upload(ctx: Context, job: Job) -> bool:
-    """POST the create for a job already journaled as ``submitting``.
+class Upload(enum.Enum):
+    """What :func:`upload` leaves behind (the journal holds the job's new state)."""
 
-    Returns False when the outcome is unknown (the job stays ``submitting``: reconcile).
-    """
+    SENT = "sent"
+    """Created: the hash is journaled (``queued``)."""
+    UNKNOWN = "unknown"
+    """The answer was lost: the job stays ``submitting``; reconcile through the history now."""
+    STOPPED = "stopped"
+    """The engine is stopping: the job stays ``submitting``; reconciled on restart."""
+    SLOTS_FULL = "slots_full"
+    """MVSEP refused it as over the account's parallel limit (recorded: ``retry_wait``)."""
+    NOT_SENT = "not_sent"
+    """Known not created; recorded (``retry_wait``, ``failed`` or ``cancelled``)."""
+
+
+def upload(ctx: Context, job: Job) -> Upload:
+    """POST the create for a job already journaled as ``submitting``."""
     request = job.source.request
 
     def progress(sent: int, total: int) -> None:
@@ -51,25 +77,33 @@ def upload(ctx: Context, job: Job) -> bool:
             upload_name=upload_name(job),
             progress=progress,
         )
-    except (OutcomeUnknown, Stopping) as exc:
+    except Stopping as exc:
+        log.info("upload stopped; reconciled through the history on restart", **ids(job),
+                 error=str(exc))  # fmt: skip
+        return Upload.STOPPED
+    except OutcomeUnknown as exc:
         log.warning(
-            "create outcome unknown; will reconcile through the history",
+            "create outcome unknown; looking in the history",
             **ids(job),
             error=str(exc),
         )
-        return False
+        return Upload.UNKNOWN
     except FileNotFoundError:  # not a byte was sent: nothing was created
         if not wait_for_inbox(ctx, job, resume=JobState.READY):
             fail(ctx, job, f"the input {job.source.path} disappeared before it was sent")
-        return True
+        return Upload.NOT_SENT
+    except ApiSlotsFull as exc:
+        record_error(ctx, job, exc, step=Step.UPLOAD)
+        return Upload.SLOTS_FULL
     except (RetryLater, WillNeverWork, OSError) as exc:  # known: nothing was created
         record_error(ctx, job, exc, step=Step.UPLOAD)
-        return True
+        return Upload.NOT_SENT
     ctx.journal.mark_submitted(job.id, result.hash)
-    return True
+    return Upload.SENT
 
 
-def _entry_time(entry: HistoryEntry) -> float | None:
+def entry_time(entry: HistoryEntry) -> float | None:
+    """When a history entry was created (UTC assumed), or None when it does not say."""
     if not entry.created_at:
         return None
     try:
@@ -91,7 +125,7 @@ def find_in_history(
                 return entry
         if len(entries) < HISTORY_MAX_LIMIT:
             return None
-        last = _entry_time(entries[-1])
+        last = entry_time(entries[-1])
         if last is not None and last < oldest_wanted:
             return None
     return None
@@ -101,8 +135,9 @@ def reconcile(ctx: Context, job: Job) -> float | None:
     """Settle a ``submitting`` job whose create answer is unknown.
 
     Found in the history → ``queued`` with that hash. Absent and the grace period since the
-    intent is over → ``ready`` (may be submitted again). Otherwise returns the seconds to
-    wait before looking again.
+    intent is over → not created: a failed attempt, through the retry policy (``retry_wait``
+    then ``ready`` with a new nonce, or ``failed`` past the deadline; a job whose cancel was
+    requested is ``cancelled``). Otherwise returns the seconds to wait before looking again.
     """
     assert job.nonce is not None and job.intent_at is not None
     try:
@@ -118,6 +153,20 @@ def reconcile(ctx: Context, job: Job) -> float | None:
         return None
     waited = ctx.clock.time() - job.intent_at
     if waited >= ctx.settings.reconcile_grace_s:
-        ctx.journal.mark_reconciled_absent(job.id)
+        absent(ctx, job, waited)
         return None
     return max(ctx.settings.reconcile_retry_s, 0.05)
+
+
+def absent(ctx: Context, job: Job, waited_s: float) -> None:
+    """The create is not in the history ``waited_s`` after its intent: it was not received."""
+    if job.cancel_requested is not None:
+        ctx.journal.mark_reconciled_absent(job.id)  # nothing to cancel at MVSEP: cancelled
+        return
+    log.warning("create not received by MVSEP; it counts as a failed attempt", **ids(job))
+    not_received = ApiServerError(
+        f"MVSEP did not receive the create of {upload_name(job)!r}: not in its history "
+        f"{waited_s:.0f} s after it was sent",
+        endpoint="create",
+    )
+    record_error(ctx, job, not_received, step=Step.UPLOAD)

@@ -31,7 +31,8 @@ class JournalReads:
     def _find_known(self, path: Path, size: int, mtime: float) -> sqlite3.Row | None:
         rows = self._read(
             "SELECT * FROM jobs WHERE source_path = ? AND size = ? AND mtime = ?"
-            " AND (source_disposed IS NULL OR source_disposed IN (?))"
+            " AND (source_disposed IS NULL OR source_disposed IN"
+            f" ({','.join('?' * len(SOURCE_IN_PLACE))}))"
             " ORDER BY id DESC LIMIT 1",
             (str(path), size, mtime, *SOURCE_IN_PLACE),
         )

@@ -9,8 +9,9 @@ from typing import Any
 
 from daemon.jobs import Job, JobState, SourceFile, result_file_from_json, result_file_to_json
 
-#: ``source_disposed`` values under which the source still sits where it was seen.
-SOURCE_IN_PLACE = ("kept",)
+#: ``source_disposed`` values under which the source still sits where it was seen
+#: (``left``: a disposal that kept failing was given up).
+SOURCE_IN_PLACE = ("kept", "left")
 
 _MUTABLE = (
     "state",

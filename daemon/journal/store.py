@@ -348,9 +348,15 @@ class Journal(JournalReads):
         return self.apply(job_id, Filed(tuple(str(p) for p in outputs)))
 
     def mark_deferred(
-        self, job_id: int, *, due_at: float, error: str, resume: JobState | None = None
+        self,
+        job_id: int,
+        *,
+        due_at: float,
+        error: str,
+        resume: JobState | None = None,
+        recheck: bool = False,
     ) -> Job:
-        return self.apply(job_id, Deferred(due_at=due_at, error=error, resume=resume))
+        return self.apply(job_id, Deferred(due_at, error, resume, recheck))
 
     def mark_resumed(self, job_id: int) -> Job:
         return self.apply(job_id, Resumed())
@@ -404,6 +410,29 @@ class Journal(JournalReads):
         now = self._clock.time()
         with self.transaction() as db:
             return self._dispose_in(db, self._get(db, job_id), how, now)
+
+    def mark_dispose_error(
+        self, job_id: int, error: str, *, last_error: str, data: dict[str, Any]
+    ) -> Job:
+        """A disposal (archive, delete, failed folder) that failed: event ``dispose_error``
+        with ``data`` (attempt, due time), ``last_error`` shown by ``status``; no state change."""
+        now = self._clock.time()
+        with self.transaction() as db:
+            job = self._get(db, job_id)
+            new = dataclasses.replace(job, last_error=last_error, updated_at=now)
+            write_job(db, new)
+            insert_event(db, job.id, now, "dispose_error", job.state, job.state, error, data)
+            return new
+
+    def mark_credits(self, job_id: int, credits: float) -> Job:
+        """What the job cost at MVSEP (the history's ``credits``); event ``credits``."""
+        now = self._clock.time()
+        with self.transaction() as db:
+            job = self._get(db, job_id)
+            new = dataclasses.replace(job, used_credits=credits, updated_at=now)
+            write_job(db, new)
+            insert_event(db, job.id, now, "credits", job.state, job.state, "", {"credits": credits})
+            return new
 
     def _dispose_in(self, db: sqlite3.Connection, job: Job, how: str, now: float) -> Job:
         new = dataclasses.replace(job, source_disposed=how, updated_at=now)

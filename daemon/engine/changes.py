@@ -1,0 +1,35 @@
+"""What one journaled change of a job logs: its level and its fields (one meaning per key)."""
+
+from __future__ import annotations
+
+import logging
+
+from daemon.records import Job
+
+_WARN_KINDS = frozenset({"failed", "dispose_error"})
+# events whose journal detail is a path or a disposal, not a reason
+_PATH_KINDS = frozenset({"seen"})
+
+
+def change_fields(job: Job, kind: str, detail: str) -> dict[str, object]:
+    """The log fields of one journaled change: one meaning per key (a reason in ``reason``,
+    paths in ``path``, a disposal in ``disposed``)."""
+    fields: dict[str, object] = {"job_id": job.id, "file": str(job.source.path)}
+    fields["state"] = job.state.value
+    if kind == "filed":
+        fields["path"] = list(job.outputs)  # `job filed` lists the stems
+    elif kind in _PATH_KINDS:
+        fields["path"] = detail
+    elif kind == "source_disposed":
+        how, _, where = detail.partition(":")
+        fields["disposed"] = how
+        if where:
+            fields["path"] = where
+    elif detail:
+        fields["reason"] = detail
+    return fields
+
+
+def change_level(kind: str) -> int:
+    """Failures at WARNING, every other state change at INFO."""
+    return logging.WARNING if kind in _WARN_KINDS else logging.INFO
