@@ -19,6 +19,8 @@ from typing import Any
 import mutagen
 import structlog
 
+from daemon.completeness import cut_off_reason
+
 log = structlog.get_logger(__name__)
 
 _SNIFF_BYTES = 64
@@ -129,10 +131,13 @@ def _read_with_mutagen(path: Path, fmt: str) -> AudioProbe:
         audio: Any = mutagen.File(path)
     except Exception as exc:  # mutagen raises many types on damaged input; none may escape
         log.debug("mutagen failed", file=str(path), error=repr(exc))
-        return AudioProbe(ok=False, format=fmt, reason=f"damaged {fmt}: {_short(exc)}")
+        return _unreadable(path, fmt, f"damaged {fmt}: {_short(exc)}")
     if audio is None:
         if fmt == "rf64":  # valid but beyond mutagen: let MVSEP decide
             return AudioProbe(ok=True, format=fmt)
+        cut = cut_off_reason(path, fmt)
+        if cut is not None:
+            return AudioProbe(ok=False, format=fmt, reason=cut, cut_off=True)
         return AudioProbe(
             ok=False, format=fmt, reason=f"damaged {fmt}: the header is not followed by audio"
         )
@@ -140,7 +145,7 @@ def _read_with_mutagen(path: Path, fmt: str) -> AudioProbe:
     duration = float(length) if isinstance(length, int | float) else None
     if duration is not None and duration <= 0:
         return AudioProbe(ok=False, format=fmt, reason="no audio data (duration 0 s)")
-    truncated = _truncation(path, audio.info, fmt, duration)
+    truncated = cut_off_reason(path, fmt, audio.info)
     if truncated is not None:
         return AudioProbe(ok=False, format=fmt, duration_s=duration, reason=truncated, cut_off=True)
     artist, title = _tags(audio.tags)
@@ -150,20 +155,13 @@ def _read_with_mutagen(path: Path, fmt: str) -> AudioProbe:
     return AudioProbe(ok=True, format=fmt, duration_s=duration, artist=artist, title=title)
 
 
-def _truncation(path: Path, info: Any, fmt: str, duration: float | None) -> str | None:
-    """PCM files (wav, aiff) whose header promises more audio than the file holds."""
-    bitrate = getattr(info, "bitrate", None)
-    if fmt not in ("wav", "aiff") or not duration or not isinstance(bitrate, int) or not bitrate:
-        return None
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return None
-    expected = duration * bitrate / 8
-    if size + 1024 >= expected * 0.98:
-        return None
-    held = max(size - 1024, 0) * 8 / bitrate
-    return f"damaged {fmt}: cut off (the header says {duration:.1f} s, the file holds {held:.1f} s)"
+def _unreadable(path: Path, fmt: str, reason: str) -> AudioProbe:
+    """mutagen could not read it: a copy cut before the end (an MP4 without its ``moov``)
+    is cut off, and waits; anything else is damaged."""
+    cut = cut_off_reason(path, fmt)
+    if cut is not None:
+        return AudioProbe(ok=False, format=fmt, reason=cut, cut_off=True)
+    return AudioProbe(ok=False, format=fmt, reason=reason)
 
 
 def _short(exc: Exception) -> str:
