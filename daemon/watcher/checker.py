@@ -303,6 +303,8 @@ class InboxWatcher:
                     stack.append(entry.path)
                 return None
             reason = inbox.rules(rel)
+            if reason is None and entry.is_symlink():
+                reason = inbox.link_reason(entry.path)
             if reason is not None:
                 inbox.skip(rel, reason, "file")
                 return None
@@ -360,6 +362,11 @@ class InboxWatcher:
 
     def _recheck(self, inbox: InboxState, path: str) -> None:
         """Look at one file on disk: offer it to the tracker, or report it gone."""
+        if os.path.islink(path):
+            reason = inbox.link_reason(path)
+            if reason is not None:
+                inbox.skip(inbox.relative(path) or path, reason, "file")
+                return
         try:
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):

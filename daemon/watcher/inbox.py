@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from watchdog.observers.api import BaseObserver, ObservedWatch
@@ -39,16 +39,22 @@ class WatchedInbox:
 
     ``excluded_dirs`` are the daemon's own folders (output/failed/archive) when they live
     inside the inbox: absolute, or relative to ``path``. Folders outside the inbox are ignored.
+    ``empty_wait_s``: how long an empty file waits before it is handed on (None: a few
+    settle times, :func:`~daemon.stability.empty_wait_for`). ``follow_symlinks``: process
+    links to files outside the inbox (see :meth:`InboxState.link_reason`).
+    ``poll``: ``"auto"`` picks polling or native events from the filesystem type.
     """
 
     name: str
     path: Path
-    poll: bool = False
+    poll: bool | Literal["auto"] = "auto"
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     settle_s: float = DEFAULT_SETTLE_S
     recursive: bool = True
     extensions: frozenset[str] = DEFAULT_AUDIO_EXTENSIONS
     excluded_dirs: tuple[Path, ...] = ()
+    follow_symlinks: bool = False
+    empty_wait_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,28 @@ class InboxState:
             return False
         return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
 
+    def link_reason(self, path: str) -> str | None:
+        """Why the symbolic link at ``path`` is not followed, or None to follow it.
+
+        A link whose target is inside this inbox is skipped: the target is processed on its
+        own (or deliberately ignored, e.g. in ``_processed``), and following it would pay
+        twice for one file. A link to a folder is never followed (loops, whole trees). A
+        link to a file outside the inbox would upload whatever the daemon's user can read
+        and file its stems where the inbox's users read them: only with
+        ``follow_symlinks = true``."""
+        target = os.path.realpath(path)
+        base = (self.real_root or os.path.realpath(self.root)).rstrip(os.sep) + os.sep
+        if target.startswith(base):
+            return "link to a file inside this inbox (the file itself is processed)"
+        if os.path.isdir(target):
+            return "link to a folder (folder links are not followed)"
+        if not self.spec.follow_symlinks:
+            return (
+                f"link to a file outside the inbox ({target}); "
+                "set follow_symlinks = true for this inbox to process such links"
+            )
+        return None
+
     def skip(self, rel: str, reason: str, kind: str) -> None:
         """Log once per run that ``rel`` (a ``kind``: file or folder) is skipped, and why;
         nothing for the daemon's own folders and what it moved into them (``_failed``, the
@@ -176,7 +204,7 @@ def make_inbox(spec: WatchedInbox) -> InboxState:
         spec=spec,
         root=root,
         rules=rules,
-        tracker=StabilityTracker(settle_s=spec.settle_s),
+        tracker=StabilityTracker(settle_s=spec.settle_s, empty_settle_s=spec.empty_wait_s),
         log=log.bind(inbox=spec.name),
-        use_polling=spec.poll,
+        use_polling=spec.poll is True,
     )
