@@ -260,6 +260,11 @@ class StabilityTracker(Generic[K]):
         """Drop a path (deleted or moved out). True when it was known."""
         return self._entries.pop(key, None) is not None
 
+    def known_size(self, key: K) -> int | None:
+        """The size last sampled for ``key``, or None for a path not tracked."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.size
+
     def is_reported(self, key: K) -> bool:
         entry = self._entries.get(key)
         return entry is not None and entry.reported

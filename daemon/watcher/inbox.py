@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 import sys
+import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -102,6 +103,14 @@ class InboxState:
     watch: ObservedWatch | None = None
     dirty: dict[str, bool] = field(default_factory=dict)  # path -> is_directory
     skips_logged: set[str] = field(default_factory=set)
+    forced_polling: str | None = None  # why this inbox polls whatever its config says
+    mode_logged: tuple[bool, str] | None = None
+    audit: bool = False  # full rescans check that events reported what they find
+    suspects: dict[str, float] = field(default_factory=dict)  # rel -> found by a rescan at
+    restart_at: float | None = None  # the watch died: paused until then
+    restart_delay: float = 0.0
+    restarted_at: float = 0.0
+    missed_warned: bool = False
 
     @property
     def root_s(self) -> str:
@@ -193,6 +202,52 @@ class InboxState:
         if rel not in self.skips_logged:
             self.skips_logged.add(rel)
             self.log.info(f"{kind} skipped", file=rel, reason=reason)
+
+
+def walk(
+    inbox: InboxState, top: str, stopping: threading.Event
+) -> Iterator[tuple[str, os.stat_result]]:
+    """Non-ignored regular files under ``top`` with their stat; prunes ignored folders,
+    does not follow folder symlinks, logs unreadable folders and goes on."""
+    stack = [top]
+    while stack and not stopping.is_set():
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            inbox.log.warning("cannot list folder", file=str(folder), error=str(exc))
+            continue
+        for entry in listed:
+            found = _walk_entry(inbox, entry, stack)
+            if found is not None:
+                yield found
+
+
+def _walk_entry(
+    inbox: InboxState, entry: os.DirEntry[str], stack: list[str]
+) -> tuple[str, os.stat_result] | None:
+    rel = inbox.relative(entry.path)
+    if not rel:
+        return None
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            reason = inbox.rules.folder_reason(tuple(rel.split("/")))
+            if reason is not None:
+                inbox.skip(rel, reason, "folder")
+            elif inbox.spec.recursive:
+                stack.append(entry.path)
+            return None
+        reason = inbox.rules(rel)
+        if reason is None and entry.is_symlink():
+            reason = inbox.link_reason(entry.path)
+        if reason is not None:
+            inbox.skip(rel, reason, "file")
+            return None
+        return inbox.key(rel), entry.stat()
+    except OSError as exc:  # vanished between listing and stat, or unreadable
+        inbox.log.debug("cannot stat entry", file=str(rel), error=str(exc))
+        return None
 
 
 def make_inbox(spec: WatchedInbox) -> InboxState:
