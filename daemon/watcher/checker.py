@@ -3,8 +3,10 @@
 Threads (no asyncio, see ARCHITECTURE.md):
 
 * one native watchdog observer (inotify / FSEvents / ReadDirectoryChangesW) shared by the
-  inboxes with ``poll = false``, and one ``PollingObserver`` per ``poll = true`` inbox (network
-  shares do not deliver events for writes made by other machines);
+  natively watched inboxes, and one ``PollingObserver`` per polled inbox (network shares do
+  not deliver events for writes made by other machines; ``poll = "auto"`` decides from the
+  filesystem type, and :mod:`~daemon.watcher.health` keeps the choice honest and the
+  emitters alive);
 * one checker thread that owns every piece of state. Observer threads only *nudge* it: they
   put the event's paths in a dirty set. The checker ``stat``s dirty paths, scans the inboxes
   at start and every ``rescan_interval_s``, samples files whose settle window has elapsed and
