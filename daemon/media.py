@@ -3,8 +3,10 @@
 :func:`probe` sniffs the first bytes (RIFF/WAVE, fLaC, ID3 or an MPEG frame, OggS,
 FORM/AIFF, ``ftyp``...) so that a text file named ``.wav`` fails with a clear reason instead
 of costing a submit, then lets mutagen read the duration and the tags (ID3, Vorbis comments,
-MP4, APE, ASF; RIFF ``LIST/INFO`` chunks of WAV files are read here). It never raises for bad
-input: it answers ``ok=False`` with a reason a user can act on.
+MP4, APE, ASF; RIFF ``LIST/INFO`` chunks of WAV files are read here). A file shorter than
+its container says (:mod:`daemon.completeness`: WAV, AIFF, FLAC, MP3, MP4, Ogg) answers
+``cut_off=True``, which the engine reads as "maybe still being copied". It never raises for
+bad input: it answers ``ok=False`` with a reason a user can act on.
 """
 
 from __future__ import annotations
