@@ -121,7 +121,10 @@ class InboxSection(_Section):
     name: str | None = None
     recursive: bool = True
     subfolders_as_presets: bool = False
-    poll: bool = False
+    poll: bool | Literal["auto"] = "auto"
+    """auto: poll when the inbox is on a network or FUSE filesystem (or one not known)."""
+    follow_symlinks: bool = False
+    """Process links to files outside the inbox (their stems land in this inbox's output)."""
     poll_interval_s: float = Field(default=10.0, gt=0)
     settle_s: float = Field(default=5.0, ge=0)
     extensions: list[str] | None = None
@@ -131,6 +134,16 @@ class InboxSection(_Section):
     archive_dir: Path | None = None
     failed_dir: Path | None = None
     sidecar: bool = True
+
+    @field_validator("poll", mode="before")
+    @classmethod
+    def _poll(cls, value: object) -> object:
+        words = {"auto": "auto", "true": True, "false": False}
+        if isinstance(value, str) and value.strip().lower() in words:
+            return words[value.strip().lower()]
+        if isinstance(value, bool):
+            return value
+        raise ValueError("expected auto, true or false")
 
     @property
     def display_name(self) -> str:
@@ -227,6 +240,7 @@ def load_settings(
     environ = os.environ if env is None else env
     config_path = resolve_config_path(path, environ)
     data = _read_toml(config_path)
+    _warn_if_token_readable(config_path, data)
     settings = _validate(data, config_path, environ)
     settings = _anchor_paths(settings, config_path.absolute().parent)
     settings = _with_token(settings, config_path, environ)
@@ -251,6 +265,28 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
+    except OSError:
+        return False
+
+
+def _warn_if_token_readable(path: Path, data: Mapping[str, Any]) -> None:
+    """A config file that holds ``api_token`` is a token file: warn like one."""
+    section = data.get("mvsep")
+    if not isinstance(section, Mapping) or not section.get("api_token"):
+        return
+    if _readable_by_others(path):
+        import structlog
+
+        structlog.get_logger(__name__).warning(
+            "config file holds api_token and is readable by other users; consider chmod 600 "
+            "or moving the token to api_token_file",
+            config_file=str(path),
+        )
 
 
 def _validate(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
@@ -364,8 +400,7 @@ def _read_token_file(token_path: Path, path: Path) -> str:
         ) from None
     if not text:
         raise ConfigError(f"{path}: [mvsep] api_token_file: {token_path} is empty")
-    mode = token_path.stat().st_mode
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    if _readable_by_others(token_path):
         import structlog
 
         structlog.get_logger(__name__).warning(

@@ -3,8 +3,10 @@
 :func:`probe` sniffs the first bytes (RIFF/WAVE, fLaC, ID3 or an MPEG frame, OggS,
 FORM/AIFF, ``ftyp``...) so that a text file named ``.wav`` fails with a clear reason instead
 of costing a submit, then lets mutagen read the duration and the tags (ID3, Vorbis comments,
-MP4, APE, ASF; RIFF ``LIST/INFO`` chunks of WAV files are read here). It never raises for bad
-input: it answers ``ok=False`` with a reason a user can act on.
+MP4, APE, ASF; RIFF ``LIST/INFO`` chunks of WAV files are read here). A file shorter than
+its container says (:mod:`daemon.completeness`: WAV, AIFF, FLAC, MP3, MP4, Ogg) answers
+``cut_off=True``, which the engine reads as "maybe still being copied". It never raises for
+bad input: it answers ``ok=False`` with a reason a user can act on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 import mutagen
 import structlog
+
+from daemon.completeness import cut_off_reason
 
 log = structlog.get_logger(__name__)
 
@@ -129,10 +133,13 @@ def _read_with_mutagen(path: Path, fmt: str) -> AudioProbe:
         audio: Any = mutagen.File(path)
     except Exception as exc:  # mutagen raises many types on damaged input; none may escape
         log.debug("mutagen failed", file=str(path), error=repr(exc))
-        return AudioProbe(ok=False, format=fmt, reason=f"damaged {fmt}: {_short(exc)}")
+        return _unreadable(path, fmt, f"damaged {fmt}: {_short(exc)}")
     if audio is None:
         if fmt == "rf64":  # valid but beyond mutagen: let MVSEP decide
             return AudioProbe(ok=True, format=fmt)
+        cut = cut_off_reason(path, fmt)
+        if cut is not None:
+            return AudioProbe(ok=False, format=fmt, reason=cut, cut_off=True)
         return AudioProbe(
             ok=False, format=fmt, reason=f"damaged {fmt}: the header is not followed by audio"
         )
@@ -140,7 +147,7 @@ def _read_with_mutagen(path: Path, fmt: str) -> AudioProbe:
     duration = float(length) if isinstance(length, int | float) else None
     if duration is not None and duration <= 0:
         return AudioProbe(ok=False, format=fmt, reason="no audio data (duration 0 s)")
-    truncated = _truncation(path, audio.info, fmt, duration)
+    truncated = cut_off_reason(path, fmt, audio.info)
     if truncated is not None:
         return AudioProbe(ok=False, format=fmt, duration_s=duration, reason=truncated, cut_off=True)
     artist, title = _tags(audio.tags)
@@ -150,20 +157,13 @@ def _read_with_mutagen(path: Path, fmt: str) -> AudioProbe:
     return AudioProbe(ok=True, format=fmt, duration_s=duration, artist=artist, title=title)
 
 
-def _truncation(path: Path, info: Any, fmt: str, duration: float | None) -> str | None:
-    """PCM files (wav, aiff) whose header promises more audio than the file holds."""
-    bitrate = getattr(info, "bitrate", None)
-    if fmt not in ("wav", "aiff") or not duration or not isinstance(bitrate, int) or not bitrate:
-        return None
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return None
-    expected = duration * bitrate / 8
-    if size + 1024 >= expected * 0.98:
-        return None
-    held = max(size - 1024, 0) * 8 / bitrate
-    return f"damaged {fmt}: cut off (the header says {duration:.1f} s, the file holds {held:.1f} s)"
+def _unreadable(path: Path, fmt: str, reason: str) -> AudioProbe:
+    """mutagen could not read it: a copy cut before the end (an MP4 without its ``moov``)
+    is cut off, and waits; anything else is damaged."""
+    cut = cut_off_reason(path, fmt)
+    if cut is not None:
+        return AudioProbe(ok=False, format=fmt, reason=cut, cut_off=True)
+    return AudioProbe(ok=False, format=fmt, reason=reason)
 
 
 def _short(exc: Exception) -> str:

@@ -164,6 +164,7 @@ def watched_inbox(inbox: InboxSection) -> WatchedInbox:
         poll_interval_s=inbox.poll_interval_s,
         settle_s=inbox.settle_s,
         recursive=inbox.recursive,
+        follow_symlinks=inbox.follow_symlinks,
         excluded_dirs=(inbox.failed_path, inbox.archive_path, inbox.output),
         **extra,
     )

@@ -4,7 +4,10 @@
 size and mtime have stayed the same for ``settle_s``. Only *changes* of (size, mtime) matter,
 never mtime compared with ``now``, so a NAS whose clock is off cannot make a file look old.
 A file counts as settled only when a sample taken at least ``settle_s`` after its current
-(size, mtime) was first seen confirms it: a file still growing is never ready early.
+(size, mtime) was first seen confirms it: a file still growing is never ready early. An
+*empty* file waits longer, ``empty_settle_s``: a program that creates a file, holds it open
+and fills it seconds later (a DAW bouncing, a slow first write over SMB) leaves it at 0
+bytes meanwhile; only an empty file that stays empty that long is handed on (to fail).
 
 :class:`IgnoreRules` decides, from a path relative to the inbox root, whether a file is
 skipped and why (the reason is logged by the watcher, once per path per run).
@@ -22,6 +25,15 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 
 DEFAULT_SETTLE_S = 5.0
+EMPTY_WAIT_SETTLES = 6
+EMPTY_WAIT_MIN_S = 30.0
+
+
+def empty_wait_for(settle_s: float) -> float:
+    """How long an empty file must stay empty before it is handed on: a few settle times,
+    at least :data:`EMPTY_WAIT_MIN_S`."""
+    return max(EMPTY_WAIT_MIN_S, EMPTY_WAIT_SETTLES * settle_s)
+
 
 # The API documents no list of input formats: MVSEP decodes uploads with ffmpeg and its upload
 # form accepts the common audio containers. These are the audio formats users actually drop
@@ -192,21 +204,28 @@ class StabilityTracker(Generic[K]):
     unless its (size, mtime) changes. :meth:`forget` drops a path that is gone.
     """
 
-    def __init__(self, *, settle_s: float = DEFAULT_SETTLE_S) -> None:
+    def __init__(
+        self, *, settle_s: float = DEFAULT_SETTLE_S, empty_settle_s: float | None = None
+    ) -> None:
         if settle_s < 0:
             raise ValueError(f"settle_s must be >= 0, got {settle_s}")
         self.settle_s = settle_s
+        empty = empty_wait_for(settle_s) if empty_settle_s is None else empty_settle_s
+        self.empty_settle_s = max(settle_s, empty)
         self._entries: dict[K, _Entry] = {}
+
+    def _window(self, entry: _Entry) -> float:
+        return self.empty_settle_s if entry.size == 0 else self.settle_s
 
     def observe(self, key: K, *, size: int, mtime: float, now: float) -> Settled[K] | None:
         """Record a sample; return the path when it has just become settled (not yet
         reported), else None."""
         entry = self._entries.get(key)
         if entry is None or entry.size != size or entry.mtime != mtime:
-            self._entries[key] = _Entry(size=size, mtime=mtime, since=now, last_seen=now)
-            return None if self.settle_s > 0 else Settled(key, size, mtime)
+            entry = self._entries[key] = _Entry(size=size, mtime=mtime, since=now, last_seen=now)
+            return None if self._window(entry) > 0 else Settled(key, size, mtime)
         entry.last_seen = max(entry.last_seen, now)
-        if entry.reported or entry.last_seen - entry.since < self.settle_s:
+        if entry.reported or entry.last_seen - entry.since < self._window(entry):
             return None
         return Settled(key, entry.size, entry.mtime)
 
@@ -215,12 +234,12 @@ class StabilityTracker(Generic[K]):
         return [
             key
             for key, entry in self._entries.items()
-            if not entry.reported and now - entry.since >= self.settle_s
+            if not entry.reported and now - entry.since >= self._window(entry)
         ]
 
     def next_due(self) -> float | None:
         """The earliest time :meth:`due` will list something, or None when nothing waits."""
-        times = [e.since + self.settle_s for e in self._entries.values() if not e.reported]
+        times = [e.since + self._window(e) for e in self._entries.values() if not e.reported]
         return min(times, default=None)
 
     def mark_reported(self, key: K) -> None:
@@ -230,7 +249,7 @@ class StabilityTracker(Generic[K]):
             entry.reported = True
 
     def restart(self, key: K, now: float) -> None:
-        """Wait another ``settle_s`` before offering the path again (e.g. it could not be
+        """Wait another settle window before offering the path again (e.g. it could not be
         opened yet, or the consumer failed)."""
         entry = self._entries.get(key)
         if entry is not None:
@@ -240,6 +259,11 @@ class StabilityTracker(Generic[K]):
     def forget(self, key: K) -> bool:
         """Drop a path (deleted or moved out). True when it was known."""
         return self._entries.pop(key, None) is not None
+
+    def known_size(self, key: K) -> int | None:
+        """The size last sampled for ``key``, or None for a path not tracked."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.size
 
     def is_reported(self, key: K) -> bool:
         entry = self._entries.get(key)

@@ -187,3 +187,45 @@ def test_cli_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
     assert len(lines) == 2 and all(
         line.startswith(f"config error: {path}: [mvsep] ") for line in lines
     )
+
+
+def test_config_file_holding_the_token_readable_by_others_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    from structlog.testing import capture_logs
+
+    path = write(tmp_path, GOOD.replace("[mvsep]", '[mvsep]\napi_token = "tok-in-file-5678"'))
+    path.chmod(0o644)
+    with capture_logs() as logs:
+        load_settings(path, env={})
+    warned = [e for e in logs if "readable by other users" in str(e["event"])]
+    assert len(warned) == 1 and warned[0]["log_level"] == "warning"
+    assert warned[0]["config_file"] == str(path)
+    assert "tok-in-file-5678" not in repr(logs)
+    path.chmod(0o600)
+    with capture_logs() as logs:
+        load_settings(path, env={})
+    assert not [e for e in logs if "readable by other users" in str(e["event"])]
+
+
+def test_readable_config_without_a_token_is_not_warned_about(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    path = write(tmp_path, GOOD)
+    path.chmod(0o644)
+    with capture_logs() as logs:
+        load_settings(path, env=TOKEN_ENV)
+    assert not [e for e in logs if "readable" in str(e["event"])]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", "auto"), ("poll = true", True),
+                         ("poll = false", False), ('poll = "auto"', "auto")])  # fmt: skip
+def test_inbox_poll_is_auto_true_or_false(tmp_path: Path, value: str, expected: object) -> None:
+    settings, _ = load_settings(write(tmp_path, GOOD + value + "\n"), env=TOKEN_ENV)
+    assert settings.inbox[0].poll == expected
+    assert settings.inbox[0].follow_symlinks is False
+
+
+def test_inbox_poll_rejects_other_words(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, GOOD + 'poll = "sometimes"\n'))
+    assert len(found) == 1 and "[[inbox]] #1 poll" in found[0]

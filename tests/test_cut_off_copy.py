@@ -1,4 +1,4 @@
-"""A WAV shorter than its header says: a copy that stalled, or a damaged file.
+"""A WAV (FLAC, MP3, Ogg) shorter than its header says: a copy that stalled, or a damaged file.
 
 A slow SMB or Wi-Fi copy can pause for longer than the settle time; the watcher then
 reports the half-written file. It must not be failed (moved away mid-copy) nor sent: it is
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_e2e_daemon import inbox, wait_for_jobs, write_config
 from test_engine_rig import rig
 
@@ -27,18 +28,19 @@ S = JobState
 
 def half_copied(audio_file: Callable[..., Path], target: Path) -> bytes:
     """Write the first half of a real WAV to ``target``; return the whole file's bytes."""
-    whole = audio_file(f"staging/{target.name}", seconds=2.0).read_bytes()
+    whole = audio_file(f"staging/{target.name}", seconds=4.0).read_bytes()
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(whole[: len(whole) // 2])
     return whole
 
 
+@pytest.mark.parametrize("name", ["song.wav", "song.flac", "song.mp3", "song.ogg"])
 def test_stalled_copy_waits_and_the_finished_file_is_sent_once(
-    tmp_path: Path, make_emulator: Callable[..., Any], audio_file: Callable[..., Path]
+    tmp_path: Path, make_emulator: Callable[..., Any], audio_file: Callable[..., Path], name: str
 ) -> None:
     emu = make_emulator(processing_s=0.2)
     with rig(tmp_path, emu, cut_off_recheck_s=0.2) as r:
-        song = r.inbox / "song.wav"
+        song = r.inbox / name
         whole = half_copied(audio_file, song)
         first = r.submit(song)
         r.engine.start()

@@ -4,8 +4,9 @@ sleeping. A real SQLite journal; the client is never called (no step is dispatch
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,23 @@ def test_tick_reports_when_a_waiting_job_is_due_and_resumes_it_then(
 def test_tick_with_nothing_to_do_waits_at_most_the_safety_interval(engine: Engine) -> None:
     assert engine.tick(0.0) == 30.0
     assert engine.in_flight() == {}
+
+
+def test_an_engine_whose_journal_is_closed_under_it_stops_instead_of_spinning(
+    tmp_path: Path, make_emulator: Callable[..., Any], clock: ManualClock
+) -> None:
+    # Before, the scheduler logged "scheduler pass failed; retrying" with a traceback every
+    # error pause, forever, once its journal was closed while it ran.
+    emu = make_emulator(rate_limit=False)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    with MvsepClient(base_url=emu.base_url, api_token="t0ken-x") as client:
+        engine = Engine(journal=journal, client=client)
+        engine.start()
+        assert engine.run_until_idle(10)
+        journal.close()
+        engine.wake()
+        thread = engine._thread  # the scheduler thread itself is what must end
+        assert thread is not None
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        engine.stop(timeout_s=5)

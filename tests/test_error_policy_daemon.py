@@ -109,6 +109,7 @@ def test_a_failing_poll_keeps_its_backoff_and_deadline_across_a_restart(
         gets.sent.clear()
         journal, engine, _ = start(tmp_path, client, SETTINGS)
         assert engine.run_until_idle(30)
+        engine.stop(timeout_s=10)
         after = journal.get(job_id)
         failed_at = journal.events(job_id)[-1].at
         kinds = [e.kind for e in journal.events(job_id)]

@@ -178,16 +178,16 @@ def test_the_history_is_searched_page_by_page_and_no_further_back_than_needed(
         names = [f"{old_nonce}-a.wav"] + [f"{submit.new_nonce()}-a.wav" for _ in range(20)]
         for name in names:  # the one looked for, then a full page of newer ones
             r.client.create(sep_type=40, output_format=1, file=song, upload_name=name)
-        found = submit.find_in_history(ctx, old_nonce, sent_at)
+        found = submit.find_in_history(ctx, old_nonce, sent_at, r.client)
         assert found is not None and old_nonce in found.hash  # on the second page
         pages = emu.stats["calls"]["history"]
         assert pages == 2
         # an intent two days later: the first page already goes back further than the
         # margin (a day), so the second is not read
-        assert submit.find_in_history(ctx, "000000000000", sent_at + 2 * 86400) is None
+        assert submit.find_in_history(ctx, "000000000000", sent_at + 2 * 86400, r.client) is None
         assert emu.stats["calls"]["history"] == pages + 1
         # an intent within the margin of both pages: read to the end, not there
-        assert submit.find_in_history(ctx, "000000000000", sent_at) is None
+        assert submit.find_in_history(ctx, "000000000000", sent_at, r.client) is None
 
 
 def test_history_times_that_cannot_be_read_do_not_end_the_search() -> None:

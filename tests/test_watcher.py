@@ -88,14 +88,16 @@ def make_watcher(tmp_path: Path) -> Iterator[MakeWatcher]:
         start: bool = True,
         rescan_interval_s: float = 300,
         observer_factory: Callable[[], BaseObserver] = Observer,
+        polling_factory: Callable[[float], BaseObserver] | None = None,
+        mountinfo: Path | None = None,
         **inbox_kwargs: Any,
     ) -> Harness:
         inbox = tmp_path / name
         inbox.mkdir(exist_ok=True)
+        inbox_kwargs.setdefault("poll", mode == "polling")
         spec = WatchedInbox(
             name=name,
             path=inbox,
-            poll=(mode == "polling"),
             poll_interval_s=POLL_S,
             settle_s=settle_s,
             **inbox_kwargs,
@@ -107,6 +109,8 @@ def make_watcher(tmp_path: Path) -> Iterator[MakeWatcher]:
             on_removed=recorder.on_removed,
             rescan_interval_s=rescan_interval_s,
             observer_factory=observer_factory,
+            **({"polling_factory": polling_factory} if polling_factory else {}),
+            **({"mountinfo": mountinfo} if mountinfo else {}),
         )
         started.append(watcher)
         if start:

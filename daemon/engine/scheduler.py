@@ -224,6 +224,9 @@ class Engine:
             try:
                 wait_s = self.tick(self._ctx.clock.monotonic())
             except Exception:
+                if self.journal.closed:  # closed under a running engine: nothing left to do
+                    log.warning("journal closed while the engine ran; the engine stops")
+                    return
                 log.exception("scheduler pass failed; retrying")
                 wait_s = self._ctx.settings.error_pause_s
             with self._cond:

@@ -120,6 +120,11 @@ class Journal(JournalReads):
 
     # ------------------------------------------------------------ lifecycle
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: nothing can be read or written any more."""
+        return self._closed
+
     def close(self) -> None:
         with self._lock:
             if self._closed:

@@ -3,8 +3,10 @@
 Threads (no asyncio, see ARCHITECTURE.md):
 
 * one native watchdog observer (inotify / FSEvents / ReadDirectoryChangesW) shared by the
-  inboxes with ``poll = false``, and one ``PollingObserver`` per ``poll = true`` inbox (network
-  shares do not deliver events for writes made by other machines);
+  natively watched inboxes, and one ``PollingObserver`` per polled inbox (network shares do
+  not deliver events for writes made by other machines; ``poll = "auto"`` decides from the
+  filesystem type, and :mod:`~daemon.watcher.health` keeps the choice honest and the
+  emitters alive);
 * one checker thread that owns every piece of state. Observer threads only *nudge* it: they
   put the event's paths in a dirty set. The checker ``stat``s dirty paths, scans the inboxes
   at start and every ``rescan_interval_s``, samples files whose settle window has elapsed and
@@ -28,7 +30,7 @@ import os
 import stat as stat_mod
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -37,13 +39,22 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon.stability import DEFAULT_SETTLE_S, Settled
+from daemon.watcher.health import (
+    MissedEvents,
+    decide_mode,
+    listable,
+    next_delay,
+    watch_alive,
+)
 from daemon.watcher.inbox import (
     DEFAULT_RESCAN_INTERVAL_S,
     InboxState,
     ReadyFile,
     WatchedInbox,
     make_inbox,
+    walk,
 )
+from daemon.watcher.mounts import MOUNTINFO
 from daemon.watcher.observers import (
     EVENT_TYPES,
     INOTIFY_FIXES,
@@ -64,7 +75,10 @@ class InboxWatcher:
     ``stop()`` then ``start()`` resumes with the same memory of what was reported.
 
     ``observer_factory`` builds the native observer (a seam for tests and for platforms
-    where the native backend misbehaves); ``clock`` is monotonic seconds.
+    where the native backend misbehaves), ``polling_factory`` a polling one from its
+    interval; ``mountinfo`` is where ``poll = "auto"`` reads the filesystem types;
+    ``clock`` is monotonic seconds. How each inbox is watched, and why, is in
+    :mod:`~daemon.watcher.health`.
     """
 
     def __init__(
@@ -76,6 +90,8 @@ class InboxWatcher:
         rescan_interval_s: float = DEFAULT_RESCAN_INTERVAL_S,
         clock: Clock = time.monotonic,
         observer_factory: Callable[[], BaseObserver] = Observer,
+        polling_factory: Callable[[float], BaseObserver] | None = None,
+        mountinfo: Path = MOUNTINFO,
     ) -> None:
         names = [i.name for i in inboxes]
         if len(set(names)) != len(names):
@@ -86,6 +102,8 @@ class InboxWatcher:
         self._rescan_interval_s = rescan_interval_s
         self._clock = clock
         self._observer_factory = observer_factory
+        self._polling_factory = polling_factory or (lambda s: PollingObserver(timeout=s))
+        self._mountinfo = mountinfo
         settle = min((i.settle_s for i in inboxes), default=DEFAULT_SETTLE_S)
         self._tick_s = max(0.05, min(1.0, settle / 2))
         self._lifecycle = threading.Lock()
@@ -147,8 +165,13 @@ class InboxWatcher:
                 logging.getLogger(name).removeHandler(self._overflow_listener)
 
     def paused(self) -> list[str]:
-        """Names of the inboxes paused now because their folder is missing."""
-        return [inbox.spec.name for inbox in self._inboxes if inbox.paused]
+        """Names of the inboxes paused now: their folder is missing, or their watch died
+        and waits to be restarted."""
+        return [i.spec.name for i in self._inboxes if i.paused or i.restart_at is not None]
+
+    def watch_modes(self) -> dict[str, str]:
+        """How each inbox is watched now: ``"native"`` or ``"polling"``."""
+        return {i.spec.name: "polling" if i.use_polling else "native" for i in self._inboxes}
 
     def rescan_now(self) -> None:
         """Ask for a full rescan of every inbox on the checker thread, without waiting."""
@@ -161,6 +184,9 @@ class InboxWatcher:
         """(Re)place the observer watch on the inbox root; fall back to polling when the
         inotify limits are hit."""
         self._unschedule(inbox)
+        decide_mode(inbox, self._mountinfo)
+        inbox.audit = False  # the first scan after this finds what no event could report
+        inbox.suspects.clear()
         inbox.real_root = os.path.realpath(inbox.root)
         handler = Nudger(lambda path, is_dir: self._nudge(inbox, path, is_dir))
         try:
@@ -174,7 +200,7 @@ class InboxWatcher:
                 inbox.log.warning("cannot watch inbox; relying on rescans", error=str(exc))
                 return
             log_inotify_fix(inbox.log, exc)
-            inbox.use_polling = True
+            inbox.forced_polling = "inotify limit reached"
             self._schedule(inbox)
 
     def _observer_for(self, inbox: InboxState) -> BaseObserver:
@@ -182,7 +208,7 @@ class InboxWatcher:
             assert self._native is not None
             return self._native
         if inbox.observer is None or inbox.observer is self._native:
-            observer = PollingObserver(timeout=inbox.spec.poll_interval_s)
+            observer = self._polling_factory(inbox.spec.poll_interval_s)
             observer.start()
             inbox.observer = observer
         return inbox.observer
@@ -201,6 +227,8 @@ class InboxWatcher:
         self._wake.set()
 
     def _on_inotify_overflow(self) -> None:
+        for inbox in self._inboxes:
+            inbox.audit = False  # events were lost, and watchdog said so: not a missed event
         if not self._overflow_logged:
             self._overflow_logged = True
             log.warning(
@@ -239,13 +267,69 @@ class InboxWatcher:
         for inbox in self._inboxes:
             if self._stopping.is_set():
                 return
-            if not self._check_presence(inbox):
+            if inbox.restart_at is not None and not self._restart_watch(inbox, now):
+                continue
+            if not self._check_presence(inbox) or self._watch_died(inbox, now):
                 continue
             if inbox.needs_scan:
                 inbox.needs_scan = False
                 self._scan(inbox)
             self._process_dirty(inbox)
+            self._check_events(inbox)
             self._sample_due(inbox)
+
+    # --------------------------------------------------------------- watch health
+
+    def _watch_died(self, inbox: InboxState, now: float) -> bool:
+        """A dead emitter (watchdog issue 1065) pauses the inbox until its restart."""
+        if watch_alive(inbox.observer, inbox.watch):
+            if inbox.restart_delay and now - inbox.restarted_at >= inbox.restart_delay:
+                inbox.restart_delay = 0.0  # it has kept running: start backoff afresh
+            return False
+        inbox.restart_delay = next_delay(inbox.restart_delay)
+        inbox.restart_at = now + inbox.restart_delay
+        self._unschedule(inbox)
+        inbox.log.warning(
+            "file watching stopped (share unreachable?); inbox paused, restarting the watch",
+            path=str(inbox.root),
+            retry_in_s=inbox.restart_delay,
+        )
+        return True
+
+    def _restart_watch(self, inbox: InboxState, now: float) -> bool:
+        assert inbox.restart_at is not None
+        if now < inbox.restart_at:
+            return False
+        if not listable(inbox.root):
+            inbox.restart_delay = next_delay(inbox.restart_delay)
+            inbox.restart_at = now + inbox.restart_delay
+            inbox.log.debug("inbox still unreadable", retry_in_s=inbox.restart_delay)
+            return False
+        inbox.restart_at = None
+        inbox.restarted_at = now
+        self._schedule(inbox)
+        inbox.needs_scan = True
+        inbox.log.info("file watching restarted; rescanning", path=str(inbox.root))
+        return True
+
+    def _check_events(self, inbox: InboxState) -> None:
+        missed = MissedEvents.verdict(inbox, self._clock())
+        if missed is None:
+            return
+        rel = inbox.relative(missed) or missed
+        if inbox.spec.poll is False:
+            if not inbox.missed_warned:
+                inbox.missed_warned = True
+                inbox.log.warning("a rescan found a file no event reported; set poll = true "
+                                  "for this inbox (a network share?)", file=rel)  # fmt: skip
+            return
+        inbox.forced_polling = f"a rescan found {rel!r}, which no file event reported"
+        inbox.log.warning(
+            "file events are missing for this inbox: switching it to polling",
+            file=rel,
+            poll_interval_s=inbox.spec.poll_interval_s,
+        )
+        self._schedule(inbox)
 
     # ------------------------------------------------------------- pause/resume
 
@@ -271,55 +355,18 @@ class InboxWatcher:
 
     # ----------------------------------------------------------------- scanning
 
-    def _walk(self, inbox: InboxState, top: str) -> Iterator[tuple[str, os.stat_result]]:
-        """Non-ignored regular files under ``top`` with their stat; prunes ignored folders,
-        does not follow folder symlinks, logs unreadable folders and goes on."""
-        stack = [top]
-        while stack and not self._stopping.is_set():
-            folder = stack.pop()
-            try:
-                with os.scandir(folder) as entries:
-                    listed = list(entries)
-            except OSError as exc:
-                inbox.log.warning("cannot list folder", file=str(folder), error=str(exc))
-                continue
-            for entry in listed:
-                found = self._walk_entry(inbox, entry, stack)
-                if found is not None:
-                    yield found
-
-    def _walk_entry(
-        self, inbox: InboxState, entry: os.DirEntry[str], stack: list[str]
-    ) -> tuple[str, os.stat_result] | None:
-        rel = inbox.relative(entry.path)
-        if not rel:
-            return None
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                reason = inbox.rules.folder_reason(tuple(rel.split("/")))
-                if reason is not None:
-                    inbox.skip(rel, reason, "folder")
-                elif inbox.spec.recursive:
-                    stack.append(entry.path)
-                return None
-            reason = inbox.rules(rel)
-            if reason is not None:
-                inbox.skip(rel, reason, "file")
-                return None
-            return inbox.key(rel), entry.stat()
-        except OSError as exc:  # vanished between listing and stat, or unreadable
-            inbox.log.debug("cannot stat entry", file=str(rel), error=str(exc))
-            return None
-
     def _scan(self, inbox: InboxState, top: str | None = None) -> int:
         """Offer every file under ``top`` (default: the whole inbox) to the tracker; on a
         full scan, check tracked files that were not listed."""
         started = self._clock()
         seen: set[str] = set()
-        for path, st in self._walk(inbox, top or inbox.root_s):
+        for path, st in walk(inbox, top or inbox.root_s, self._stopping):
             seen.add(path)
+            if top is None:
+                MissedEvents.found(inbox, path, st.st_size, started)
             self._offer(inbox, path, st)
         if top is None:
+            inbox.audit = inbox.watch is not None
             for path in inbox.tracker.keys():
                 if path not in seen:
                     self._recheck(inbox, path)
@@ -335,6 +382,7 @@ class InboxWatcher:
                 continue  # outside, or the root itself: presence checks handle it
             if not inbox.spec.recursive and "/" in rel:
                 continue
+            MissedEvents.heard(inbox, inbox.key(rel), is_dir)
             if is_dir:
                 self._dirty_folder(inbox, rel)
                 continue
@@ -360,6 +408,11 @@ class InboxWatcher:
 
     def _recheck(self, inbox: InboxState, path: str) -> None:
         """Look at one file on disk: offer it to the tracker, or report it gone."""
+        if os.path.islink(path):
+            reason = inbox.link_reason(path)
+            if reason is not None:
+                inbox.skip(inbox.relative(path) or path, reason, "file")
+                return
         try:
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 import sys
+import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from watchdog.observers.api import BaseObserver, ObservedWatch
@@ -39,16 +40,22 @@ class WatchedInbox:
 
     ``excluded_dirs`` are the daemon's own folders (output/failed/archive) when they live
     inside the inbox: absolute, or relative to ``path``. Folders outside the inbox are ignored.
+    ``empty_wait_s``: how long an empty file waits before it is handed on (None: a few
+    settle times, :func:`~daemon.stability.empty_wait_for`). ``follow_symlinks``: process
+    links to files outside the inbox (see :meth:`InboxState.link_reason`).
+    ``poll``: ``"auto"`` picks polling or native events from the filesystem type.
     """
 
     name: str
     path: Path
-    poll: bool = False
+    poll: bool | Literal["auto"] = "auto"
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     settle_s: float = DEFAULT_SETTLE_S
     recursive: bool = True
     extensions: frozenset[str] = DEFAULT_AUDIO_EXTENSIONS
     excluded_dirs: tuple[Path, ...] = ()
+    follow_symlinks: bool = False
+    empty_wait_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,14 @@ class InboxState:
     watch: ObservedWatch | None = None
     dirty: dict[str, bool] = field(default_factory=dict)  # path -> is_directory
     skips_logged: set[str] = field(default_factory=set)
+    forced_polling: str | None = None  # why this inbox polls whatever its config says
+    mode_logged: tuple[bool, str] | None = None
+    audit: bool = False  # full rescans check that events reported what they find
+    suspects: dict[str, float] = field(default_factory=dict)  # rel -> found by a rescan at
+    restart_at: float | None = None  # the watch died: paused until then
+    restart_delay: float = 0.0
+    restarted_at: float = 0.0
+    missed_warned: bool = False
 
     @property
     def root_s(self) -> str:
@@ -155,6 +170,28 @@ class InboxState:
             return False
         return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
 
+    def link_reason(self, path: str) -> str | None:
+        """Why the symbolic link at ``path`` is not followed, or None to follow it.
+
+        A link whose target is inside this inbox is skipped: the target is processed on its
+        own (or deliberately ignored, e.g. in ``_processed``), and following it would pay
+        twice for one file. A link to a folder is never followed (loops, whole trees). A
+        link to a file outside the inbox would upload whatever the daemon's user can read
+        and file its stems where the inbox's users read them: only with
+        ``follow_symlinks = true``."""
+        target = os.path.realpath(path)
+        base = (self.real_root or os.path.realpath(self.root)).rstrip(os.sep) + os.sep
+        if target.startswith(base):
+            return "link to a file inside this inbox (the file itself is processed)"
+        if os.path.isdir(target):
+            return "link to a folder (folder links are not followed)"
+        if not self.spec.follow_symlinks:
+            return (
+                f"link to a file outside the inbox ({target}); "
+                "set follow_symlinks = true for this inbox to process such links"
+            )
+        return None
+
     def skip(self, rel: str, reason: str, kind: str) -> None:
         """Log once per run that ``rel`` (a ``kind``: file or folder) is skipped, and why;
         nothing for the daemon's own folders and what it moved into them (``_failed``, the
@@ -167,6 +204,52 @@ class InboxState:
             self.log.info(f"{kind} skipped", file=rel, reason=reason)
 
 
+def walk(
+    inbox: InboxState, top: str, stopping: threading.Event
+) -> Iterator[tuple[str, os.stat_result]]:
+    """Non-ignored regular files under ``top`` with their stat; prunes ignored folders,
+    does not follow folder symlinks, logs unreadable folders and goes on."""
+    stack = [top]
+    while stack and not stopping.is_set():
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            inbox.log.warning("cannot list folder", file=str(folder), error=str(exc))
+            continue
+        for entry in listed:
+            found = _walk_entry(inbox, entry, stack)
+            if found is not None:
+                yield found
+
+
+def _walk_entry(
+    inbox: InboxState, entry: os.DirEntry[str], stack: list[str]
+) -> tuple[str, os.stat_result] | None:
+    rel = inbox.relative(entry.path)
+    if not rel:
+        return None
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            reason = inbox.rules.folder_reason(tuple(rel.split("/")))
+            if reason is not None:
+                inbox.skip(rel, reason, "folder")
+            elif inbox.spec.recursive:
+                stack.append(entry.path)
+            return None
+        reason = inbox.rules(rel)
+        if reason is None and entry.is_symlink():
+            reason = inbox.link_reason(entry.path)
+        if reason is not None:
+            inbox.skip(rel, reason, "file")
+            return None
+        return inbox.key(rel), entry.stat()
+    except OSError as exc:  # vanished between listing and stat, or unreadable
+        inbox.log.debug("cannot stat entry", file=str(rel), error=str(exc))
+        return None
+
+
 def make_inbox(spec: WatchedInbox) -> InboxState:
     root = Path(os.path.abspath(spec.path))
     rules = IgnoreRules(
@@ -176,7 +259,7 @@ def make_inbox(spec: WatchedInbox) -> InboxState:
         spec=spec,
         root=root,
         rules=rules,
-        tracker=StabilityTracker(settle_s=spec.settle_s),
+        tracker=StabilityTracker(settle_s=spec.settle_s, empty_settle_s=spec.empty_wait_s),
         log=log.bind(inbox=spec.name),
-        use_polling=spec.poll,
+        use_polling=spec.poll is True,
     )
