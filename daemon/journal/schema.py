@@ -6,6 +6,7 @@ journal: the locks are in ``daemon.journal.guard``.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,3 +82,29 @@ def check_version(path: Path, version: int, *, fix: str) -> None:
             f"journal {path} has schema version {version}, but this mvsep-watch "
             f"understands up to version {SCHEMA_VERSION}: {fix}"
         )
+
+
+def create_whole(path: Path) -> None:
+    """Make a new journal beside ``path`` (schema, WAL mode, version), then rename it into
+    place: a reader (``status``, a test watching a starting daemon) never sees a journal
+    file without its tables. Nothing to do if ``path`` exists (the caller holds the lock)."""
+    if path.exists():
+        return
+    new = path.with_name(f".{path.name}.new-{os.getpid()}")
+    new.unlink(missing_ok=True)
+    db = sqlite3.connect(new, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")  # kept in the file
+        db.execute("PRAGMA synchronous=FULL")
+        for version in range(1, SCHEMA_VERSION + 1):
+            db.execute("BEGIN IMMEDIATE")
+            for statement in MIGRATIONS[version]:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {int(version)}")
+            db.execute("COMMIT")
+    except BaseException:
+        db.close()
+        new.unlink(missing_ok=True)
+        raise
+    db.close()  # the last connection: its WAL is checkpointed into the file and removed
+    os.replace(new, path)

@@ -58,7 +58,13 @@ from daemon.jobs import (
 from daemon.journal.guard import JournalGuard
 from daemon.journal.queries import JournalReads
 from daemon.journal.rows import insert_event, job_from_row, write_job
-from daemon.journal.schema import MIGRATIONS, SCHEMA_VERSION, check_version, user_version
+from daemon.journal.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    check_version,
+    create_whole,
+    user_version,
+)
 
 ChangeListener = Callable[[Job, str, str], None]
 """``(job after the change, event kind, reason)``."""
@@ -104,6 +110,7 @@ class Journal(JournalReads):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._guard = JournalGuard(self.path)
         try:
+            create_whole(self.path)
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30
             )
