@@ -30,7 +30,11 @@ JOB = Job(id=7, source=SOURCE, size=10, mtime=1.0, created_at=0.0, updated_at=0.
         ("source_disposed", "kept", {"disposed": "kept"}),
         ("failed", "MVSEP said no", {"reason": "MVSEP said no"}),
         ("retry_wait", "HTTP 503", {"reason": "HTTP 503"}),
-        ("submitted", "", {}),
+        ("submitted", "20261202-abc-a.wav", {"hash": "20261202-abc-a.wav"}),
+        ("status", "waiting", {"mvsep_status": "waiting"}),
+        ("submit_intent", "n0nce", {"nonce": "n0nce"}),
+        ("poll_failed", "HTTP 503", {"error": "HTTP 503"}),
+        ("prepared", "", {}),
     ],
 )
 def test_each_detail_lands_under_the_key_that_means_it(

@@ -7,19 +7,28 @@ import logging
 from daemon.records import Job
 
 _WARN_KINDS = frozenset({"failed", "dispose_error"})
-# events whose journal detail is a path or a disposal, not a reason
-_PATH_KINDS = frozenset({"seen"})
+# events whose journal detail is not a reason: the key it is logged under
+_DETAIL_KEYS = {
+    "seen": "path",
+    "status": "mvsep_status",
+    "submitted": "hash",
+    "submit_intent": "nonce",
+    "deferred": "error",
+    "poll_failed": "error",
+}
 
 
 def change_fields(job: Job, kind: str, detail: str) -> dict[str, object]:
     """The log fields of one journaled change: one meaning per key (a reason in ``reason``,
-    paths in ``path``, a disposal in ``disposed``)."""
+    paths in ``path``, hashes in ``hash``, MVSEP's status in ``mvsep_status``, a
+    disposal in ``disposed``)."""
     fields: dict[str, object] = {"job_id": job.id, "file": str(job.source.path)}
     fields["state"] = job.state.value
     if kind == "filed":
         fields["path"] = list(job.outputs)  # `job filed` lists the stems
-    elif kind in _PATH_KINDS:
-        fields["path"] = detail
+    elif kind in _DETAIL_KEYS:
+        if detail:
+            fields[_DETAIL_KEYS[kind]] = detail
     elif kind == "source_disposed":
         how, _, where = detail.partition(":")
         fields["disposed"] = how
