@@ -1,6 +1,7 @@
 """Command line: parses arguments, loads config, sets up logs, calls the service. No logic.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad config or usage, 130 interrupted.
+Exit codes: 0 success, 1 runtime failure, 2 bad config or usage, or the journal was lost
+(a person must look), 130 interrupted.
 """
 
 from __future__ import annotations
