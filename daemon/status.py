@@ -126,7 +126,14 @@ def print_status(
     stream = out if out is not None else sys.stdout
     path = settings.journal.path
     if not path.exists():
-        print(f"no journal at {path} yet: the daemon has not run with this config", file=stream)
+        note = f"no journal at {path} yet: the daemon has not run with this config"
+        if as_json:  # a script reads JSON whatever the case; the exit code stays 0
+            data = {"journal": None, "note": note, "inboxes": inboxes_of(settings),
+                    "account": None, "counts": {}, "recent": []}  # fmt: skip
+            json.dump(data, stream, indent=2)
+            stream.write("\n")
+        else:
+            print(note, file=stream)
         return 0
     with Journal(path, read_only=True) as journal:
         counts = journal.counts_by_state()
