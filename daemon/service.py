@@ -22,6 +22,7 @@ import structlog
 from daemon.catalogue import Catalogue, CatalogueCache
 from daemon.config import InboxSection, Settings
 from daemon.engine import Engine, EngineSettings
+from daemon.engine.scheduler import ENGINE_THREAD_PREFIX
 from daemon.errors import ApiAuthError, ConfigError, RetryLater
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
 from daemon.jobs import JobRequest, SourceFile
@@ -254,7 +255,10 @@ class Daemon:
         if self.client is not None:
             self.client.interrupt()  # nothing new is sent; waits for the rate limit end now
         if self.engine is not None:
-            self.engine.stop(timeout_s=max(0.5, deadline - time.monotonic() - 0.5))
+            # a worker still waiting for an answer after a few seconds is left behind (its
+            # job resumes on restart): the rest of the 10 s is a margin, not a wait
+            left_s = deadline - time.monotonic() - 0.5
+            self.engine.stop(timeout_s=max(0.5, min(ENGINE_STOP_S, left_s)))
         if self.journal is not None:
             self.journal.close()
         if self.client is not None:
@@ -327,6 +331,9 @@ def run_service(settings: Settings, *, config_path: Path) -> int:
 STOP_TIMEOUT_S = 10.0
 """SIGTERM to exit at most this long (the service units allow 20 s before SIGKILL)."""
 
+ENGINE_STOP_S = 4.0
+"""How long a stop waits for busy workers (journal writes finish in far less)."""
+
 
 def leave_without_busy_workers(grace_s: float = 0.5) -> None:
     """End the process now if worker threads are still busy after the engine stopped.
@@ -338,7 +345,7 @@ def leave_without_busy_workers(grace_s: float = 0.5) -> None:
     process leaves without it, exit code 0.
     """
     deadline = time.monotonic() + grace_s
-    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    busy = [t for t in threading.enumerate() if _holds_exit(t)]
     for thread in busy:
         thread.join(max(0.0, deadline - time.monotonic()))
     names = [t.name for t in busy if t.is_alive()]
@@ -348,3 +355,13 @@ def leave_without_busy_workers(grace_s: float = 0.5) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _holds_exit(thread: threading.Thread) -> bool:
+    """Whether Python's exit would wait for ``thread``: a non-daemon thread, or a worker of
+    the engine's pool. The pool's workers are started by the (daemon) scheduler thread and
+    so are daemon threads too, yet ``concurrent.futures`` joins them at exit all the same: a
+    worker waiting for a create's answer held the exit for the whole read timeout."""
+    if thread is threading.main_thread() or not thread.is_alive():
+        return False
+    return not thread.daemon or thread.name.startswith(ENGINE_THREAD_PREFIX)

@@ -43,7 +43,10 @@ from daemon.media import AudioProbe
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import DurationEstimator, PollPolicy
 
-__all__ = ["Engine"]
+__all__ = ["ENGINE_THREAD_PREFIX", "Engine"]
+
+ENGINE_THREAD_PREFIX = "mvsep-engine"
+"""The names of the worker pool's threads (the service's exit looks for them)."""
 
 _TRANSFER_KINDS = frozenset({"upload", "download"})
 _MAX_WAIT_S = 30.0
@@ -166,7 +169,7 @@ class Engine:
         self._ctx.stopping.clear()
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_transfers + settings.api_workers,
-            thread_name_prefix="mvsep-engine",
+            thread_name_prefix=ENGINE_THREAD_PREFIX,
         )
         self._thread = threading.Thread(target=self._run, name="mvsep-scheduler", daemon=True)
         self._thread.start()
