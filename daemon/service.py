@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from daemon.catalogue import Catalogue, CatalogueCache
-from daemon.config import InboxSection, Settings
+from daemon.config import InboxSection, Settings, load_settings
 from daemon.engine import Engine, EngineSettings
 from daemon.engine.scheduler import ENGINE_THREAD_PREFIX
 from daemon.errors import ApiAuthError, ConfigError, RetryLater
@@ -130,6 +130,10 @@ def engine_settings(settings: Settings) -> EngineSettings:
     return EngineSettings(
         max_parallel_jobs=settings.mvsep.max_parallel_jobs,
         account_recheck_s=settings.mvsep.account_recheck_s,
+        free_max_file_mb=settings.mvsep.free_max_file_mb,
+        free_max_duration_min=settings.mvsep.free_max_duration_min,
+        premium_max_file_mb=settings.mvsep.premium_max_file_mb,
+        premium_max_duration_min=settings.mvsep.premium_max_duration_min,
         max_transfers=eng.max_transfers,
         retry_base_s=eng.retry_base_s,
         retry_cap_s=eng.retry_cap_s,
@@ -208,6 +212,7 @@ class Daemon:
             settings=engine_settings(self.settings),
             poll_policy=poll_policy(self.settings),
             on_progress=self._on_progress,
+            premium=premium,
         )
         self.engine.start()
         self.watcher = InboxWatcher(
@@ -265,6 +270,22 @@ class Daemon:
             self.client.close()
         log.info("daemon stopped")
 
+    def reload_token(self, config_path: Path) -> None:
+        """SIGHUP: read the API token again (env, token file, config file) and check the
+        account with it now: submits paused by a refused token go on if it works. Only the
+        token is reloaded; other settings need a restart."""
+        try:
+            token = load_settings(config_path, require_token=True)[0].token()
+        except ConfigError as exc:
+            log.warning("SIGHUP: the config cannot be read; the token is unchanged", error=str(exc))
+            return
+        if self.client is None or self.engine is None or not token:
+            return
+        register_secret(token)
+        self.client.set_token(token)
+        self.engine.recheck_account()
+        log.info("SIGHUP: API token reloaded; the account is checked now")
+
     def source_for(self, ready: ReadyFile) -> SourceFile:
         inbox = self._inboxes[ready.inbox]
         preset = preset_for(inbox, ready.relative_path, self._requests)
@@ -315,13 +336,16 @@ def run_service(settings: Settings, *, config_path: Path) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda s, f: log.info("SIGHUP ignored: restart to reload"))
     daemon = Daemon(settings, config_label=str(config_path))
+    reload = threading.Event()
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda s, f: reload.set())
     try:
         daemon.start()
-        while not stop.wait(1.0):
-            pass
+        while not stop.wait(0.2):
+            if reload.is_set():
+                reload.clear()
+                daemon.reload_token(config_path)
     finally:
         daemon.stop(timeout_s=STOP_TIMEOUT_S - 1.0)
     leave_without_busy_workers()

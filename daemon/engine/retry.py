@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from daemon.errors import (
+    ApiAuthError,
     ApiNotFound,
     ApiRateLimited,
     ApiSlotsFull,
@@ -145,6 +146,11 @@ def decide(
     if isinstance(exc, ApiNotFound) and step in (Step.POLL, Step.DOWNLOAD):
         state = JobState.READY if policy.resubmit_expired else JobState.FAILED
         return Decision(state, f"the result expired at MVSEP: {text}")
+    if isinstance(exc, ApiAuthError) and step is Step.POLL:  # the account's, not the job's:
+        delay = backoff_delay_s(  # polled again, never failed for it (issue 9 item 5)
+            attempts + 1, base_s=policy.retry_base_s, cap_s=policy.retry_cap_s, rng=rng
+        )
+        return Decision(JobState.QUEUED, text, delay_s=delay, resume=_RESUME[step])
     if isinstance(exc, WillNeverWork):
         return Decision(JobState.FAILED, text)
     if not isinstance(exc, RetryLater | OSError):

@@ -18,6 +18,7 @@ journal and resumes every non-terminal job.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -29,7 +30,7 @@ from pathlib import Path
 from daemon import media
 from daemon.clock import Clock, SystemClock
 from daemon.engine import deliver, dispose, prepare, submit
-from daemon.engine.changes import change_fields, change_level
+from daemon.engine.changes import chain_listeners, change_fields, change_level
 from daemon.engine.context import Context, ProgressHook, ids, log
 from daemon.engine.dispose import finish_disposal
 from daemon.engine.poll import Polls
@@ -38,15 +39,14 @@ from daemon.engine.slots import Slots
 from daemon.engine.submit import Upload
 from daemon.errors import IllegalTransition, Stopping
 from daemon.jobs import Job, JobState, SourceFile
-from daemon.journal import Journal
+from daemon.journal import ACCOUNT_NOTE, Journal
 from daemon.media import AudioProbe
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import DurationEstimator, PollPolicy
 
 __all__ = ["ENGINE_THREAD_PREFIX", "Engine"]
 
-ENGINE_THREAD_PREFIX = "mvsep-engine"
-"""The names of the worker pool's threads (the service's exit looks for them)."""
+ENGINE_THREAD_PREFIX = "mvsep-engine"  # the pool's thread names: the service's exit looks
 
 _TRANSFER_KINDS = frozenset({"upload", "download"})
 _MAX_WAIT_S = 30.0
@@ -75,6 +75,7 @@ class Engine:
         probe: Callable[[Path], AudioProbe] | None = None,
         on_progress: ProgressHook | None = None,
         staging_dir: Path | None = None,
+        premium: bool | None = None,
     ) -> None:
         if probe is None:
             probe = media.probe
@@ -97,13 +98,15 @@ class Engine:
         self._woken = False
         self._tasks: dict[int, _Task] = {}
         self._not_before: dict[int, float] = {}
-        self._slots = Slots(self._ctx.settings, client.user, rng=self._ctx.rng)
+        note = functools.partial(journal.set_note, ACCOUNT_NOTE)  # the `status` banner
+        self._slots = Slots(self._ctx.settings, client.user, rng=self._ctx.rng, on_pause=note)
+        self._slots.premium = premium  # the plan caps follow it; account reads update it
         self._started = False
         self._account_reading = False
         self._missing_roots: frozenset[Path] = frozenset()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        journal.on_change = _chain(journal.on_change, self._on_change)
+        journal.on_change = chain_listeners(journal.on_change, self._on_change)
 
     # ------------------------------------------------------------ public API
 
@@ -120,6 +123,11 @@ class Engine:
     def slots_known(self) -> bool:
         """Whether :attr:`slots` rests on the setting or the account (not a guess)."""
         return self._slots.known
+
+    def recheck_account(self) -> None:
+        """Read the account again now (a new token was given): a pause ends if it works."""
+        self._slots.recheck()
+        self.wake()
 
     def submit_file(self, source: SourceFile) -> int | None:
         """Journal a new job for ``source``; ``None`` if this exact file is already known."""
@@ -360,6 +368,8 @@ class Engine:
 
     def _fill_slots(self, jobs: list[Job]) -> None:
         """Claim prepared ready jobs (``submitting`` committed first) while slots are free."""
+        if self._slots.paused is not None:  # the account refused: nothing is claimed
+            return
         held = sum(1 for j in jobs if j.holds_slot)
         slots = self._slots.limit
         while held < slots and not self._ctx.stopping.is_set():
@@ -445,7 +455,9 @@ class Engine:
             self._not_before[job_id] = self._ctx.clock.monotonic() + seconds
 
     def _upload(self, job: Job) -> None:
-        outcome = submit.upload(self._ctx, job)
+        outcome = submit.upload(
+            self._ctx, job, on_account_refused=self._account_refused, premium=self._slots.premium
+        )
         if outcome is Upload.UNKNOWN:  # look in the history at once (issue 9 item 6)
             self._reconcile(job)
         elif outcome is Upload.SLOTS_FULL:  # the server's limit: the others holding a slot
@@ -457,9 +469,12 @@ class Engine:
         job = self.journal.get(job.id)
         if job.state != JobState.SUBMITTING or job.mvsep_hash is not None:
             return
-        again_s = submit.reconcile(self._ctx, job)
+        again_s = submit.reconcile(self._ctx, job, on_account_refused=self._account_refused)
         if again_s is not None:
             self._pause(job.id, again_s)
+
+    def _account_refused(self, reason: str) -> None:
+        self._slots.pause(reason, self._ctx.clock.monotonic())
 
     def _dispose(self, job: Job) -> None:
         finish_disposal(self._ctx, job)
@@ -482,16 +497,3 @@ class Engine:
         if any(counts[s.value] for s in JobState if not s.is_terminal):
             return False
         return not self.journal.undisposed()
-
-
-def _chain(
-    first: Callable[[Job, str, str], None] | None, second: Callable[[Job, str, str], None]
-) -> Callable[[Job, str, str], None]:
-    if first is None:
-        return second
-
-    def both(job: Job, kind: str, reason: str) -> None:
-        first(job, kind, reason)
-        second(job, kind, reason)
-
-    return both
