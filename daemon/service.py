@@ -26,7 +26,7 @@ from daemon.engine.scheduler import ENGINE_THREAD_PREFIX
 from daemon.errors import ApiAuthError, ConfigError, RetryLater
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
 from daemon.jobs import JobRequest, SourceFile
-from daemon.journal import Journal
+from daemon.journal import ACCOUNT_NOTE, Journal
 from daemon.logs import register_secret
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import Pacer, PollPolicy
@@ -202,6 +202,7 @@ class Daemon:
         self.journal = open_journal(self.settings.journal.path, where=self._label)
         self.client = make_client(self.settings)
         premium = premium_of(self.client)  # a refused token first: exit 2, one line
+        self.journal.set_note(ACCOUNT_NOTE, None)  # a pause of an earlier run is over
         catalogue = load_catalogue(self.settings, self.client)
         self._requests = resolve_presets(
             self.settings, catalogue, premium=premium, where=self._label

@@ -150,3 +150,23 @@ def test_sighup_with_a_new_token_ends_the_pause(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_a_restart_after_the_token_was_fixed_clears_the_banner(
+    tmp_path: Path, emulator: EmulatorServer, audio_file: Callable[..., Path]
+) -> None:
+    config = write_config(tmp_path, emulator.base_url, mvsep={"api_token": TOKEN}, engine=FAST)
+    log = tmp_path / "daemon.log"
+    proc = start(config, log)
+    try:
+        revoke_and_drop(tmp_path, emulator, config, log, audio_file)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    accept_tokens(emulator, TOKEN)
+    proc = start(config, log)  # the journal still holds the earlier run's pause
+    try:
+        assert_all_filed(tmp_path, emulator, config, log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
