@@ -147,6 +147,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_separate(args, configure=lambda s: _logs(args, s))
     from daemon.config import load_settings
 
+    # the config's own warnings (a token readable by others) go to stderr, never into
+    # `status --json`'s stdout; the config's logging settings apply right after
+    configure_logging(fmt=args.log_format or "auto", level="info")
     settings, path = load_settings(
         args.config,
         require_token=args.command == "run",

@@ -65,6 +65,10 @@ class MvsepSection(_Section):
     max_parallel_jobs: int | None = Field(default=None, ge=1, le=100)
     account_recheck_s: float = Field(default=3600.0, gt=0)
     rate_limit_per_minute: int = Field(default=60, ge=1, le=10_000)
+    free_max_file_mb: float = Field(default=100.0, gt=0)
+    free_max_duration_min: float = Field(default=10.0, gt=0)
+    premium_max_file_mb: float = Field(default=1000.0, gt=0)
+    premium_max_duration_min: float = Field(default=100.0, gt=0)
 
     @field_validator("base_url")
     @classmethod

@@ -20,12 +20,13 @@ from typing import Any
 import structlog
 
 from daemon.catalogue import Catalogue, CatalogueCache
-from daemon.config import InboxSection, Settings
+from daemon.config import InboxSection, Settings, load_settings
 from daemon.engine import Engine, EngineSettings
+from daemon.engine.scheduler import ENGINE_THREAD_PREFIX
 from daemon.errors import ApiAuthError, ConfigError, JournalGoneError, RetryLater
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
 from daemon.jobs import JobRequest, SourceFile
-from daemon.journal import Journal
+from daemon.journal import ACCOUNT_NOTE, Journal
 from daemon.logs import register_secret
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import Pacer, PollPolicy
@@ -129,6 +130,10 @@ def engine_settings(settings: Settings) -> EngineSettings:
     return EngineSettings(
         max_parallel_jobs=settings.mvsep.max_parallel_jobs,
         account_recheck_s=settings.mvsep.account_recheck_s,
+        free_max_file_mb=settings.mvsep.free_max_file_mb,
+        free_max_duration_min=settings.mvsep.free_max_duration_min,
+        premium_max_file_mb=settings.mvsep.premium_max_file_mb,
+        premium_max_duration_min=settings.mvsep.premium_max_duration_min,
         max_transfers=eng.max_transfers,
         retry_base_s=eng.retry_base_s,
         retry_cap_s=eng.retry_cap_s,
@@ -197,6 +202,7 @@ class Daemon:
         self.journal = open_journal(self.settings.journal.path, where=self._label)
         self.client = make_client(self.settings)
         premium = premium_of(self.client)  # a refused token first: exit 2, one line
+        self.journal.set_note(ACCOUNT_NOTE, None)  # a pause of an earlier run is over
         catalogue = load_catalogue(self.settings, self.client)
         self._requests = resolve_presets(
             self.settings, catalogue, premium=premium, where=self._label
@@ -207,6 +213,7 @@ class Daemon:
             settings=engine_settings(self.settings),
             poll_policy=poll_policy(self.settings),
             on_progress=self._on_progress,
+            premium=premium,
         )
         self.engine.start()
         self.watcher = InboxWatcher(
@@ -254,12 +261,31 @@ class Daemon:
         if self.client is not None:
             self.client.interrupt()  # nothing new is sent; waits for the rate limit end now
         if self.engine is not None:
-            self.engine.stop(timeout_s=max(0.5, deadline - time.monotonic() - 0.5))
+            # a worker still waiting for an answer after a few seconds is left behind (its
+            # job resumes on restart): the rest of the 10 s is a margin, not a wait
+            left_s = deadline - time.monotonic() - 0.5
+            self.engine.stop(timeout_s=max(0.5, min(ENGINE_STOP_S, left_s)))
         if self.journal is not None:
             self.journal.close()
         if self.client is not None:
             self.client.close()
         log.info("daemon stopped")
+
+    def reload_token(self, config_path: Path) -> None:
+        """SIGHUP: read the API token again (env, token file, config file) and check the
+        account with it now: submits paused by a refused token go on if it works. Only the
+        token is reloaded; other settings need a restart."""
+        try:
+            token = load_settings(config_path, require_token=True)[0].token()
+        except ConfigError as exc:
+            log.warning("SIGHUP: the config cannot be read; the token is unchanged", error=str(exc))
+            return
+        if self.client is None or self.engine is None or not token:
+            return
+        register_secret(token)
+        self.client.set_token(token)
+        self.engine.recheck_account()
+        log.info("SIGHUP: API token reloaded; the account is checked now")
 
     def source_for(self, ready: ReadyFile) -> SourceFile:
         inbox = self._inboxes[ready.inbox]
@@ -311,14 +337,18 @@ def run_service(settings: Settings, *, config_path: Path) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda s, f: log.info("SIGHUP ignored: restart to reload"))
     daemon = Daemon(settings, config_label=str(config_path))
+    reload = threading.Event()
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda s, f: reload.set())
     try:
         daemon.start()
-        while not stop.wait(1.0):
+        while not stop.wait(0.2):
             if daemon.journal is not None:
                 daemon.journal.check_intact()
+            if reload.is_set():
+                reload.clear()
+                daemon.reload_token(config_path)
     except JournalGoneError as exc:  # a person must look: no restart onto an empty journal
         log.error("journal deleted or replaced; stopping", error=str(exc))
         return exc.exit_code
@@ -331,6 +361,9 @@ def run_service(settings: Settings, *, config_path: Path) -> int:
 STOP_TIMEOUT_S = 10.0
 """SIGTERM to exit at most this long (the service units allow 20 s before SIGKILL)."""
 
+ENGINE_STOP_S = 4.0
+"""How long a stop waits for busy workers (journal writes finish in far less)."""
+
 
 def leave_without_busy_workers(grace_s: float = 0.5) -> None:
     """End the process now if worker threads are still busy after the engine stopped.
@@ -342,7 +375,7 @@ def leave_without_busy_workers(grace_s: float = 0.5) -> None:
     process leaves without it, exit code 0.
     """
     deadline = time.monotonic() + grace_s
-    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    busy = [t for t in threading.enumerate() if _holds_exit(t)]
     for thread in busy:
         thread.join(max(0.0, deadline - time.monotonic()))
     names = [t.name for t in busy if t.is_alive()]
@@ -352,3 +385,13 @@ def leave_without_busy_workers(grace_s: float = 0.5) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _holds_exit(thread: threading.Thread) -> bool:
+    """Whether Python's exit would wait for ``thread``: a non-daemon thread, or a worker of
+    the engine's pool. The pool's workers are started by the (daemon) scheduler thread and
+    so are daemon threads too, yet ``concurrent.futures`` joins them at exit all the same: a
+    worker waiting for a create's answer held the exit for the whole read timeout."""
+    if thread is threading.main_thread() or not thread.is_alive():
+        return False
+    return not thread.daemon or thread.name.startswith(ENGINE_THREAD_PREFIX)

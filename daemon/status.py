@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from daemon.config import Settings
 from daemon.jobs import Job, JobState
-from daemon.journal import Journal
+from daemon.journal import ACCOUNT_NOTE, Journal
 
 _AT_MVSEP = frozenset({JobState.SUBMITTING, JobState.QUEUED})
 
@@ -126,18 +126,37 @@ def print_status(
     stream = out if out is not None else sys.stdout
     path = settings.journal.path
     if not path.exists():
-        print(f"no journal at {path} yet: the daemon has not run with this config", file=stream)
+        note = f"no journal at {path} yet: the daemon has not run with this config"
+        if as_json:  # a script reads JSON whatever the case; the exit code stays 0
+            data: dict[str, Any] = {"journal": None, "note": note, "inboxes": inboxes_of(settings),
+                    "account": None, "counts": {}, "recent": []}  # fmt: skip
+            json.dump(data, stream, indent=2)
+            stream.write("\n")
+        else:
+            print(note, file=stream)
         return 0
     with Journal(path, read_only=True) as journal:
         counts = journal.counts_by_state()
         recent = _summaries(journal, limit)
+        paused = journal.note(ACCOUNT_NOTE)
     inboxes = inboxes_of(settings)
+    account = None if paused is None else {"paused": paused[0], "since": _utc(paused[1])}
     if as_json:
-        data = {"journal": str(path), "inboxes": inboxes, "counts": counts, "recent": recent}
+        data = {
+            "journal": str(path),
+            "account": account,
+            "inboxes": inboxes,
+            "counts": counts,
+            "recent": recent,
+        }
         json.dump(data, stream, indent=2)
         stream.write("\n")
         return 0
     total = sum(counts.values())
+    if account is not None:
+        print(f"!! SUBMITS PAUSED since {account['since']}: {account['paused']}", file=stream)
+        print("!! files stay where they are; they go on once the account works again "
+              "(or at once on SIGHUP after the token is fixed)", file=stream)  # fmt: skip
     print(f"journal: {path} ({total} job(s))", file=stream)
     for inbox in inboxes:
         print(f"inbox {inbox['inbox']}: {inbox['path']} (preset {inbox['preset']}) "

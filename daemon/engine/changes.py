@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from daemon.records import Job
 
@@ -42,3 +43,17 @@ def change_fields(job: Job, kind: str, detail: str) -> dict[str, object]:
 def change_level(kind: str) -> int:
     """Failures at WARNING, every other state change at INFO."""
     return logging.WARNING if kind in _WARN_KINDS else logging.INFO
+
+
+def chain_listeners(
+    first: Callable[[Job, str, str], None] | None, second: Callable[[Job, str, str], None]
+) -> Callable[[Job, str, str], None]:
+    """Both listeners, ``first`` (if any) then ``second``."""
+    if first is None:
+        return second
+
+    def both(job: Job, kind: str, reason: str) -> None:
+        first(job, kind, reason)
+        second(job, kind, reason)
+
+    return both

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from daemon.errors import (
+    ApiAuthError,
     ApiNotFound,
     ApiRateLimited,
     ApiSlotsFull,
@@ -183,6 +184,11 @@ def decide(
         return Decision(state, f"the result expired at MVSEP: {text}")
     if isinstance(exc, ApiNotFound) and step is Step.POLL:  # not proof: see ExpiryPolicy
         return _retry(exc, text, step, attempts, first_error_at, now, policy, rng)
+    if isinstance(exc, ApiAuthError) and step is Step.POLL:  # the account's, not the job's:
+        delay = backoff_delay_s(  # polled again, never failed for it (issue 9 item 5)
+            attempts + 1, base_s=policy.retry_base_s, cap_s=policy.retry_cap_s, rng=rng
+        )
+        return Decision(JobState.QUEUED, text, delay_s=delay, resume=_RESUME[step])
     if isinstance(exc, WillNeverWork):
         return Decision(JobState.FAILED, text)
     if not isinstance(exc, RetryLater | OSError):

@@ -18,6 +18,7 @@ journal and resumes every non-terminal job.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -29,21 +30,24 @@ from pathlib import Path
 from daemon import media
 from daemon.clock import Clock, SystemClock
 from daemon.engine import deliver, dispose, prepare, submit
-from daemon.engine.changes import change_fields, change_level
+from daemon.engine.changes import chain_listeners, change_fields, change_level
 from daemon.engine.context import Context, ProgressHook, ids, journal_intact, log
 from daemon.engine.dispose import finish_disposal
 from daemon.engine.poll import Polls
+from daemon.engine.roots import MissingRoots
 from daemon.engine.settings import EngineSettings
 from daemon.engine.slots import Slots
 from daemon.engine.submit import Upload
 from daemon.errors import IllegalTransition, Stopping
 from daemon.jobs import Job, JobState, SourceFile
-from daemon.journal import Journal
+from daemon.journal import ACCOUNT_NOTE, Journal
 from daemon.media import AudioProbe
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import DurationEstimator, PollPolicy
 
-__all__ = ["Engine"]
+__all__ = ["ENGINE_THREAD_PREFIX", "Engine"]
+
+ENGINE_THREAD_PREFIX = "mvsep-engine"  # the pool's thread names: the service's exit looks
 
 _TRANSFER_KINDS = frozenset({"upload", "download"})
 _MAX_WAIT_S = 30.0
@@ -72,6 +76,7 @@ class Engine:
         probe: Callable[[Path], AudioProbe] | None = None,
         on_progress: ProgressHook | None = None,
         staging_dir: Path | None = None,
+        premium: bool | None = None,
     ) -> None:
         if probe is None:
             probe = media.probe
@@ -94,13 +99,15 @@ class Engine:
         self._woken = False
         self._tasks: dict[int, _Task] = {}
         self._not_before: dict[int, float] = {}
-        self._slots = Slots(self._ctx.settings, client.user, rng=self._ctx.rng)
+        note = functools.partial(journal.set_note, ACCOUNT_NOTE)  # the `status` banner
+        self._slots = Slots(self._ctx.settings, client.user, rng=self._ctx.rng, on_pause=note)
+        self._slots.premium = premium  # the plan caps follow it; account reads update it
         self._started = False
         self._account_reading = False
-        self._missing_roots: frozenset[Path] = frozenset()
+        self._roots = MissingRoots()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        journal.on_change = _chain(journal.on_change, self._on_change)
+        journal.on_change = chain_listeners(journal.on_change, self._on_change)
 
     # ------------------------------------------------------------ public API
 
@@ -117,6 +124,11 @@ class Engine:
     def slots_known(self) -> bool:
         """Whether :attr:`slots` rests on the setting or the account (not a guess)."""
         return self._slots.known
+
+    def recheck_account(self) -> None:
+        """Read the account again now (a new token was given): a pause ends if it works."""
+        self._slots.recheck()
+        self.wake()
 
     def submit_file(self, source: SourceFile) -> int | None:
         """Journal a new job for ``source``; ``None`` if this exact file is already known."""
@@ -166,7 +178,7 @@ class Engine:
         self._ctx.stopping.clear()
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_transfers + settings.api_workers,
-            thread_name_prefix="mvsep-engine",
+            thread_name_prefix=ENGINE_THREAD_PREFIX,
         )
         self._thread = threading.Thread(target=self._run, name="mvsep-scheduler", daemon=True)
         self._thread.start()
@@ -277,8 +289,8 @@ class Engine:
             else:
                 self._dispatch(job, "dispose", self._dispose)
         jobs = self.journal.active_jobs()
-        self._check_roots(jobs)
-        if self._missing_roots:  # look for the share again at the configured pace
+        self._roots.check(jobs)
+        if self._roots.missing:  # look for the share again at the configured pace
             next_s = min(next_s, self._ctx.settings.missing_inbox_recheck_s)
         account_s = self._account_due(now)
         if account_s is not None:
@@ -289,21 +301,6 @@ class Engine:
                 next_s = min(next_s, due_s)
         self._fill_slots(jobs)
         return next_s
-
-    def _check_roots(self, jobs: list[Job]) -> None:
-        """Inbox folders missing now (unmounted shares): their ready jobs are neither prepared
-        nor claimed (no journal churn while a share is away) until the folder is back, which
-        the next pass (at most ``_MAX_WAIT_S`` later) sees. A stat per inbox per pass."""
-        roots = {job.source.inbox_root for job in jobs if job.state is JobState.READY}
-        missing = frozenset(root for root in roots if not root.is_dir())
-        for root in missing - self._missing_roots:
-            log.warning("inbox folder missing (unmounted share?): its jobs wait", path=str(root))
-        for root in self._missing_roots - missing:
-            log.info("inbox folder back: its jobs go on", path=str(root))
-        self._missing_roots = missing
-
-    def _waits_for_root(self, job: Job) -> bool:
-        return job.state is JobState.READY and job.source.inbox_root in self._missing_roots
 
     def _visit(self, job: Job, now: float) -> float | None:
         """Start the step ``job`` needs now; or the seconds until it needs one."""
@@ -319,7 +316,7 @@ class Engine:
     def _visit_ready(self, job: Job, now: float) -> float | None:
         if job.cancel_requested is not None:
             self.journal.mark_cancelled(job.id, job.cancel_requested)
-        elif job.sha256 is None and not self._waits_for_root(job):
+        elif job.sha256 is None and not self._roots.waits(job):
             self._dispatch(job, "prepare", lambda j: prepare.prepare(self._ctx, j))
         return None  # prepared jobs wait for a slot in _fill_slots
 
@@ -357,6 +354,8 @@ class Engine:
 
     def _fill_slots(self, jobs: list[Job]) -> None:
         """Claim prepared ready jobs (``submitting`` committed first) while slots are free."""
+        if self._slots.paused is not None:  # the account refused: nothing is claimed
+            return
         held = sum(1 for j in jobs if j.holds_slot)
         slots = self._slots.limit
         while held < slots and not self._ctx.stopping.is_set():
@@ -364,7 +363,7 @@ class Engine:
                 return
             with self._cond:
                 busy = set(self._tasks)
-            busy.update(j.id for j in jobs if self._waits_for_root(j))
+            busy.update(j.id for j in jobs if self._roots.waits(j))
             job = self.journal.claim_next_ready(
                 submit.new_nonce, exclude=busy, base_url=self._ctx.client.base_url
             )
@@ -445,7 +444,9 @@ class Engine:
             self._not_before[job_id] = self._ctx.clock.monotonic() + seconds
 
     def _upload(self, job: Job) -> None:
-        outcome = submit.upload(self._ctx, job)
+        outcome = submit.upload(
+            self._ctx, job, on_account_refused=self._account_refused, premium=self._slots.premium
+        )
         if outcome is Upload.UNKNOWN:  # look in the history at once (issue 9 item 6)
             self._reconcile(job)
         elif outcome is Upload.SLOTS_FULL:  # the server's limit: the others holding a slot
@@ -457,9 +458,12 @@ class Engine:
         job = self.journal.get(job.id)
         if job.state != JobState.SUBMITTING or job.mvsep_hash is not None:
             return
-        again_s = submit.reconcile(self._ctx, job)
+        again_s = submit.reconcile(self._ctx, job, on_account_refused=self._account_refused)
         if again_s is not None:
             self._pause(job.id, again_s)
+
+    def _account_refused(self, reason: str) -> None:
+        self._slots.pause(reason, self._ctx.clock.monotonic())
 
     def _dispose(self, job: Job) -> None:
         finish_disposal(self._ctx, job)
@@ -482,16 +486,3 @@ class Engine:
         if any(counts[s.value] for s in JobState if not s.is_terminal):
             return False
         return not self.journal.undisposed()
-
-
-def _chain(
-    first: Callable[[Job, str, str], None] | None, second: Callable[[Job, str, str], None]
-) -> Callable[[Job, str, str], None]:
-    if first is None:
-        return second
-
-    def both(job: Job, kind: str, reason: str) -> None:
-        first(job, kind, reason)
-        second(job, kind, reason)
-
-    return both

@@ -23,6 +23,12 @@ class EngineSettings:
     ``/api/app/user`` (premium → ``premium_slots``)."""
     account_recheck_s: float = _MVSEP.account_recheck_s
     """``[mvsep] account_recheck_s``: seconds between reads of the account (plans change)."""
+    free_max_file_mb: float = _MVSEP.free_max_file_mb
+    """``[mvsep] free_max_file_mb`` and the three below: the plan caps checked before any
+    byte is sent (MB = 10**6 bytes)."""
+    free_max_duration_min: float = _MVSEP.free_max_duration_min
+    premium_max_file_mb: float = _MVSEP.premium_max_file_mb
+    premium_max_duration_min: float = _MVSEP.premium_max_duration_min
     premium_slots: int = 10
     free_slots: int = 1
     max_transfers: int = _ENGINE.max_transfers

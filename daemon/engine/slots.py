@@ -13,6 +13,12 @@ and ``max_parallel_jobs`` as an upper bound.
   ``max_parallel_jobs`` set, ``account_recheck_s`` after it was learnt), so a plan that grew
   or a slot another client held for a while is used again. A server that queues past its
   limit (``over_limit="queue"``) needs nothing: the jobs wait at MVSEP.
+* An account-level refusal (:func:`account_problem`: the token refused, the account
+  disabled, out of credits) pauses every submit (:attr:`paused`): one WARNING line,
+  ``on_pause(reason)`` (the service journals it for ``status``), the account read again with
+  capped backoff (``retry_base_s`` to ``retry_cap_s``, whatever ``max_parallel_jobs`` says),
+  and submits go on by themselves once it answers (``on_pause(None)``); :meth:`recheck` asks
+  at once (SIGHUP with a new token).
 
 Thread-safe; the clock is passed in (``now``: monotonic seconds).
 """
@@ -20,6 +26,7 @@ Thread-safe; the clock is passed in (``now``: monotonic seconds).
 from __future__ import annotations
 
 import random
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,12 +35,28 @@ import structlog
 
 from daemon.engine.retry import backoff_delay_s
 from daemon.engine.settings import EngineSettings
-from daemon.errors import Stopping
+from daemon.errors import ApiAuthError, ApiRejected, Stopping
 from daemon.mvsep.models import UserInfo
 
-__all__ = ["Slots"]
+__all__ = ["Slots", "account_problem"]
 
 log = structlog.get_logger("daemon.engine")
+
+_ACCOUNT_WORDS = re.compile(
+    r"disabled|banned|blocked|suspended|insufficient|out of credits|"
+    r"not enough (premium )?(minutes|credits)",
+    re.IGNORECASE,
+)
+
+
+def account_problem(exc: BaseException) -> str | None:
+    """Why ``exc`` is the account's problem rather than the job's (no job can be sent until
+    it is solved), or None. The client's error texts never hold the token."""
+    if isinstance(exc, ApiAuthError):
+        return f"MVSEP refused the API token: {exc}"
+    if isinstance(exc, ApiRejected) and _ACCOUNT_WORDS.search(str(exc)):
+        return f"MVSEP refused the account: {exc}"
+    return None
 
 
 @dataclass
@@ -52,8 +75,14 @@ class Slots:
         read_account: Callable[[], UserInfo],
         *,
         rng: random.Random,
+        on_pause: Callable[[str | None], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_pause = on_pause
+        self._paused: str | None = None
+        self._pause_looks = 0
+        self.premium: bool | None = None
+        """The account's plan as last read (None: not read yet); the plan caps follow it."""
         self._read_account = read_account
         self._rng = rng
         self._lock = threading.Lock()
@@ -78,10 +107,55 @@ class Slots:
             base = self.configured or self._account.plan_slots or self._settings.free_slots
             return base if self._learnt is None else max(1, min(base, self._learnt))
 
+    @property
+    def paused(self) -> str | None:
+        """Why every submit is paused (the account refused), or None."""
+        return self._paused
+
+    def pause(self, reason: str, now: float) -> None:
+        """The account refused a call: no submit until a read of the account works."""
+        with self._lock:
+            first = self._paused is None
+            self._paused = reason
+            self._pause_looks += 1
+            delay = self._pause_delay_s()
+            self._account.next_read_at = now + delay
+        if first:
+            log.warning(
+                "MVSEP account refused: every submit paused, files stay where they are; "
+                "the account is checked again and submits go on by themselves",
+                reason=reason,
+                retry_in_s=round(delay, 1),
+            )
+            self._tell(reason)
+
+    def recheck(self) -> None:
+        """Read the account at the next pass (a new token was given)."""
+        with self._lock:
+            self._account.next_read_at = 0.0
+            self._pause_looks = 0
+
+    def _pause_delay_s(self) -> float:
+        settings = self._settings
+        return backoff_delay_s(
+            self._pause_looks,
+            base_s=settings.retry_base_s,
+            cap_s=max(settings.retry_base_s, settings.retry_cap_s),
+            rng=self._rng,
+        )
+
+    def _tell(self, reason: str | None) -> None:
+        if self._on_pause is None:
+            return
+        try:
+            self._on_pause(reason)
+        except Exception as exc:  # the banner is a courtesy: submits pause all the same
+            log.warning("could not journal the account pause", error=str(exc))
+
     def read_due_in(self, now: float) -> float | None:
         """Seconds until the account should be read (0 or less: now); None: never."""
         with self._lock:
-            if self.configured is None:
+            if self.configured is None or self._paused is not None:
                 return self._account.next_read_at - now
             if self._learnt is None:
                 return None
@@ -90,7 +164,7 @@ class Slots:
     def read(self, now: float) -> None:
         """Read the account (one ``/api/app/user``); never raises but :class:`Stopping`.
         With ``max_parallel_jobs`` set, only forgets a learnt limit."""
-        if self.configured is not None:
+        if self.configured is not None and self._paused is None:
             with self._lock:
                 self._learnt = None
             log.info("parallel limit learnt from MVSEP forgotten", slots=self.limit)
@@ -100,8 +174,21 @@ class Slots:
         except Stopping:
             raise
         except Exception as exc:  # an API error, or a bug: asked again after a backoff
-            self._read_failed(exc, now)
+            problem = account_problem(exc)
+            if problem is not None:
+                self.pause(problem, now)
+            elif self._paused is not None:  # MVSEP not answering: the pause stays, looked at again
+                self.pause(self._paused, now)
+            else:
+                self._read_failed(exc, now)
             return
+        self.premium = user.premium_enabled
+        if self._paused is not None:
+            with self._lock:
+                self._paused = None
+                self._pause_looks = 0
+            log.info("MVSEP account works again: submits go on", premium=user.premium_enabled)
+            self._tell(None)
         slots = self._settings.premium_slots if user.premium_enabled else self._settings.free_slots
         with self._lock:
             before = self._account.plan_slots

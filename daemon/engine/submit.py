@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from daemon.engine.context import Context, ids, log, record_error
 from daemon.engine.dispose import fail
 from daemon.engine.prepare import wait_for_inbox
 from daemon.engine.retry import Step
+from daemon.engine.slots import account_problem
 from daemon.errors import (
     ApiError,
     ApiServerError,
@@ -58,11 +60,87 @@ class Upload(enum.Enum):
     """MVSEP refused it as over the account's parallel limit (recorded: ``retry_wait``)."""
     NOT_SENT = "not_sent"
     """Known not created; recorded (``retry_wait``, ``failed`` or ``cancelled``)."""
+    PAUSED = "paused"
+    """The account refused it (not the job): back to wait, no attempt counted."""
 
 
-def upload(ctx: Context, job: Job) -> Upload:
-    """POST the create for a job already journaled as ``submitting``."""
+AccountRefused = Callable[[str], None]
+"""Told why the account (not the job) was refused: the engine pauses every submit."""
+
+ACCOUNT_RECHECK_S = 5.0
+"""A job put back by an account refusal looks again this often (it waits unclaimed while
+the pause lasts, so this only bounds the journal churn)."""
+
+
+def plan_cap(ctx: Context, job: Job, premium: bool | None) -> str | None:
+    """Why the input is over the account's plan caps (size, duration), before any byte is
+    sent; None when it fits. An account not read yet is held to the premium caps (the
+    larger: MVSEP still refuses what its plan does not take)."""
+    settings = ctx.settings
+    plan = "free" if premium is False else "premium"
+    max_mb = settings.free_max_file_mb if plan == "free" else settings.premium_max_file_mb
+    max_min = (
+        settings.free_max_duration_min if plan == "free" else settings.premium_max_duration_min
+    )
+    size = job.source.path.stat().st_size
+    if size > max_mb * 1e6:
+        return f"over the {plan} plan's size cap: {size / 1e6:.1f} MB > {max_mb:g} MB"
+    duration_s = ctx.probe(job.source.path).duration_s
+    if duration_s is not None and duration_s > max_min * 60:
+        return f"over the {plan} plan's duration cap: {duration_s / 60:.1f} min > {max_min:g} min"
+    return None
+
+
+def put_back(ctx: Context, job: Job, reason: str) -> None:
+    """Known not created, refused for the account: the job waits (``retry_wait`` → ``ready``,
+    a look, not an attempt: never failed for it), its file where it is."""
+    ctx.journal.mark_deferred(
+        job.id,
+        due_at=ctx.clock.time() + ACCOUNT_RECHECK_S,
+        error=f"waiting for the MVSEP account: {reason}",
+        resume=JobState.READY,
+        recheck=True,
+    )
+
+
+def over_caps(ctx: Context, job: Job, premium: bool | None) -> bool:
+    """Fail a job whose input is over the plan caps (nothing sent); True if it was."""
+    try:
+        over = plan_cap(ctx, job, premium)
+    except FileNotFoundError:
+        return False  # the create sees it gone, and says so
+    if over is not None:
+        fail(ctx, job, f"not sent: {over}")
+    return over is not None
+
+
+def not_sent(
+    ctx: Context, job: Job, exc: Exception, on_account_refused: AccountRefused | None
+) -> Upload:
+    """A create known not made: the account refused (every submit pauses, the job waits)
+    or the job did (through the retry policy)."""
+    problem = account_problem(exc)
+    if problem is None:
+        record_error(ctx, job, exc, step=Step.UPLOAD)
+        return Upload.NOT_SENT
+    put_back(ctx, job, problem)
+    if on_account_refused is not None:
+        on_account_refused(problem)
+    return Upload.PAUSED
+
+
+def upload(
+    ctx: Context,
+    job: Job,
+    *,
+    on_account_refused: AccountRefused | None = None,
+    premium: bool | None = None,
+) -> Upload:
+    """POST the create for a job already journaled as ``submitting``; a file over the plan
+    caps (``premium``: the account's plan, None unknown) fails before anything is sent."""
     request = job.source.request
+    if over_caps(ctx, job, premium):
+        return Upload.NOT_SENT
 
     def progress(sent: int, total: int) -> None:
         ctx.check_abort()
@@ -96,8 +174,7 @@ def upload(ctx: Context, job: Job) -> Upload:
         record_error(ctx, job, exc, step=Step.UPLOAD)
         return Upload.SLOTS_FULL
     except (RetryLater, WillNeverWork, OSError) as exc:  # known: nothing was created
-        record_error(ctx, job, exc, step=Step.UPLOAD)
-        return Upload.NOT_SENT
+        return not_sent(ctx, job, exc, on_account_refused)
     ctx.journal.mark_submitted(job.id, result.hash)
     return Upload.SENT
 
@@ -131,7 +208,9 @@ def find_in_history(
     return None
 
 
-def reconcile(ctx: Context, job: Job) -> float | None:
+def reconcile(
+    ctx: Context, job: Job, *, on_account_refused: AccountRefused | None = None
+) -> float | None:
     """Settle a ``submitting`` job whose create answer is unknown.
 
     Found in the history → ``queued`` with that hash. Absent and the grace period since the
@@ -146,6 +225,11 @@ def reconcile(ctx: Context, job: Job) -> float | None:
         if isinstance(exc, RetryLater):
             record_error(ctx, job, exc, step=Step.RECONCILE)
             return None
+        problem = account_problem(exc)
+        if problem is not None:  # the history cannot be read for now: it stays submitting
+            if on_account_refused is not None:
+                on_account_refused(problem)
+            return ACCOUNT_RECHECK_S
         fail(ctx, job, f"could not check MVSEP's history for upload {upload_name(job)!r}: {exc}")
         return None
     if entry is not None:

@@ -12,6 +12,6 @@
 
 from daemon.journal.rows import EventRow
 from daemon.journal.schema import MIGRATIONS, SCHEMA_VERSION
-from daemon.journal.store import ChangeListener, Journal
+from daemon.journal.store import ACCOUNT_NOTE, ChangeListener, Journal
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ChangeListener", "EventRow", "Journal"]
+__all__ = ["ACCOUNT_NOTE", "MIGRATIONS", "SCHEMA_VERSION", "ChangeListener", "EventRow", "Journal"]

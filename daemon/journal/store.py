@@ -66,6 +66,10 @@ from daemon.journal.schema import (
     user_version,
 )
 
+ACCOUNT_NOTE = "account_pause"
+"""The note saying why every submit is paused (MVSEP refused the account); `status` shows it."""
+NOTES_DDL = "CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, text TEXT NOT NULL, at REAL)"
+
 ChangeListener = Callable[[Job, str, str], None]
 """``(job after the change, event kind, reason)``."""
 
@@ -445,6 +449,23 @@ class Journal(JournalReads):
             write_job(db, new)
             insert_event(db, job.id, now, "credits", job.state, job.state, "", {"credits": credits})
             return new
+
+    def set_note(self, key: str, text: str | None) -> None:
+        """A daemon-wide note, not a job's (``ACCOUNT_NOTE``: why submits are paused, for
+        ``status``); None removes it. Its table is made on first use (no schema change)."""
+        with self.transaction() as db:
+            db.execute(NOTES_DDL)
+            db.execute("DELETE FROM notes WHERE key = ?", (key,))
+            if text is not None:
+                db.execute("INSERT INTO notes VALUES (?, ?, ?)", (key, text, self._clock.time()))
+
+    def note(self, key: str) -> tuple[str, float] | None:
+        """A note's text and when it was written (wall clock), or None."""
+        try:
+            rows = self._read("SELECT text, at FROM notes WHERE key = ?", (key,))
+        except sqlite3.OperationalError:  # no note was ever written: no table
+            return None
+        return (str(rows[0]["text"]), float(rows[0]["at"])) if rows else None
 
     def _dispose_in(self, db: sqlite3.Connection, job: Job, how: str, now: float) -> Job:
         new = dataclasses.replace(job, source_disposed=how, updated_at=now)

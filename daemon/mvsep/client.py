@@ -159,6 +159,11 @@ class MvsepClient:
         sibling.rate_limit = RateLimit()
         return sibling
 
+    def set_token(self, api_token: str) -> None:
+        """Use another API token from now on (SIGHUP after the token was replaced); clients
+        :meth:`with_base_url` makes later copy it."""
+        self._token = api_token
+
     def interrupt(self) -> None:
         """The process is stopping: no request is sent from now on, and calls waiting for
         their turn in the gate end at once; both raise :class:`~daemon.errors.Stopping`.
