@@ -5,6 +5,7 @@ priced. The client is never called (a closed loopback port)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 from collections.abc import Callable, Iterator
@@ -109,3 +110,53 @@ def test_an_input_that_cannot_be_read_is_tried_again_with_a_warning(
     ]
     assert len(warned) == 1 and warned[0]["log_level"] == "warning"
     assert warned[0]["job_id"] == job.id and warned[0]["file"] == str(song)
+
+
+# An input (or its whole inbox) that vanishes while it is read: before, the probe's "No such
+# file" was taken as "not an audio file" and the job failed (the unmounted-inbox daemon test
+# hit it under load). The probe is the real one; the wrapper only picks the moment.
+
+
+def vanishing(before_probe: Callable[[], None]) -> Callable[[Path], AudioProbe]:
+    def probe(path: Path) -> AudioProbe:
+        before_probe()
+        return media.probe(path)
+
+    return probe
+
+
+def test_an_inbox_unmounted_while_the_input_is_probed_waits_for_the_share(
+    ctx: Context, audio_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    song = audio_file("in/song.wav", seconds=1.0)
+    job = ready_job(ctx, song)
+    away = tmp_path / "in-away"
+    racing = dataclasses.replace(ctx, probe=vanishing(lambda: song.parent.rename(away)))
+    prepare.prepare(racing, job)
+    after = ctx.journal.get(job.id)
+    assert after.state is JobState.RETRY_WAIT, after.last_error
+    assert "missing" in (after.last_error or "")
+    away.rename(song.parent)  # the share is back: the same job goes on
+    assert song.is_file()
+
+
+def test_an_input_removed_while_it_is_probed_is_cancelled_not_failed(
+    ctx: Context, audio_file: Callable[..., Path]
+) -> None:
+    song = audio_file("in/song.wav", seconds=1.0)
+    job = ready_job(ctx, song)
+    racing = dataclasses.replace(ctx, probe=vanishing(song.unlink))
+    prepare.prepare(racing, job)
+    after = ctx.journal.get(job.id)
+    assert after.state is JobState.CANCELLED, after.last_error
+    assert not (song.parent / "_failed").exists()
+
+
+def test_a_real_non_audio_file_still_fails(ctx: Context, tmp_path: Path) -> None:
+    junk = tmp_path / "in" / "notes.wav"
+    junk.parent.mkdir(parents=True)
+    junk.write_text("not audio at all\n" * 100)
+    job = ready_job(ctx, junk)
+    prepare.prepare(ctx, job)
+    assert ctx.journal.get(job.id).state is JobState.FAILED
+    shutil.rmtree(junk.parent / "_failed", ignore_errors=True)

@@ -37,10 +37,12 @@ def prepare(ctx: Context, job: Job) -> None:
     """Sniff (a non-audio file fails before any API call), hash, de-duplicate."""
     src = job.source.path
     if not src.is_file():
-        if not wait_for_inbox(ctx, job, resume=None):  # removed by its owner: nothing spent
-            ctx.journal.mark_cancelled(job.id, f"the input {src} was removed before it was sent")
+        _input_missing(ctx, job)
         return
     probe = ctx.probe(src)
+    if not probe.ok and not src.is_file():  # it vanished while being read: not bad audio
+        _input_missing(ctx, job)
+        return
     if not probe.ok:
         if probe.cut_off and _wait_for_copy(ctx, job, str(probe.reason)):
             return
@@ -58,6 +60,14 @@ def prepare(ctx: Context, job: Job) -> None:
         return
     credits = estimate_credits(probe.duration_s, job.source.request.price_coefficient)
     ctx.journal.mark_prepared(job.id, digest, credits)
+
+
+def _input_missing(ctx: Context, job: Job) -> None:
+    """The input is gone: its share is unmounted (wait for it) or its owner removed it."""
+    if not wait_for_inbox(ctx, job, resume=None):  # removed by its owner: nothing spent
+        ctx.journal.mark_cancelled(
+            job.id, f"the input {job.source.path} was removed before it was sent"
+        )
 
 
 def wait_for_inbox(ctx: Context, job: Job, *, resume: JobState | None) -> bool:
