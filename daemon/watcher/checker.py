@@ -17,7 +17,7 @@ Events are only hints: whatever an event says, the checker looks at the disk, so
 overflowed event delays a file (until the next rescan) but never loses it. A file is reported
 once per (path, size, mtime) per run; the consumer dedups against the journal anyway. A file
 whose ``on_ready`` raised (it could not be journaled: the state disk is full) is not marked
-reported: the next full rescan offers it again.
+reported: the next full rescan (within ``HANDOFF_RETRY_S``) offers it again.
 
 An inbox whose root disappears (deleted, or an unmounted share, including a mount point
 left behind empty) is *paused*: nothing under it is reported removed or forgotten. It is
@@ -69,6 +69,7 @@ log = structlog.get_logger("daemon.watcher")
 
 Clock = Callable[[], float]
 _WIN_HIDDEN_OR_SYSTEM = 0x2 | 0x4  # FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_SYSTEM
+HANDOFF_RETRY_S = 30.0  # a failed hand-off brings the next rescan this close at least
 
 
 class InboxWatcher:
@@ -460,6 +461,7 @@ class InboxWatcher:
             self._on_ready(ready)
         except Exception as exc:  # not journaled (e.g. the state disk is full): next rescan
             inbox.handoff_failed.add(path)
+            self._next_rescan = min(self._next_rescan, self._clock() + HANDOFF_RETRY_S)
             fail = inbox.log.warning if isinstance(exc, OSError) else inbox.log.exception
             fail("file could not be handed on; the next rescan offers it again", file=rel,
                  error=str(exc) or repr(exc))  # fmt: skip
