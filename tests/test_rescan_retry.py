@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,37 @@ def test_the_daemon_journals_a_file_after_the_state_disk_was_full(
     wait_until(lambda: journal.recent_jobs(10)[0].state.value == "filed", "the job filed")
     assert any((tmp_path / "out").rglob("*.wav")), "its stems are in the output folder"
     assert emulator.stats["creates_accepted"] == 1
+
+
+def test_a_failed_hand_off_brings_the_next_rescan_within_the_retry_time(tmp_path: Path) -> None:
+    from daemon.watcher.checker import HANDOFF_RETRY_S
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    offset = [0.0]  # the watcher's clock runs ahead when the test says so
+    calls: queue.Queue[ReadyFile] = queue.Queue()
+    failures = [disk_full()]
+
+    def on_ready(ready: ReadyFile) -> None:
+        calls.put(ready)
+        if failures:
+            raise failures.pop()
+
+    watcher = InboxWatcher(
+        inboxes=[WatchedInbox(name="in", path=inbox, poll=False, settle_s=SETTLE_S)],
+        on_ready=on_ready,
+        on_removed=lambda p: None,
+        rescan_interval_s=3600,
+        clock=lambda: time.monotonic() + offset[0],
+    )
+    watcher.start()
+    try:
+        (inbox / "song.wav").write_bytes(b"RIFF....WAVE" * 100)
+        calls.get(timeout=DEADLINE_S)
+        offset[0] = HANDOFF_RETRY_S / 2
+        with pytest.raises(queue.Empty):  # half the retry time: no rescan yet
+            calls.get(timeout=SETTLE_S * 4)
+        offset[0] = HANDOFF_RETRY_S + 1  # not the hour of rescan_interval_s
+        assert calls.get(timeout=DEADLINE_S).relative_path == "song.wav"
+    finally:
+        watcher.stop()
