@@ -276,19 +276,34 @@ def failed_inputs(root: Path) -> set[tuple[str, str]]:
     return out
 
 
-def sent_shas(emulator: EmulatorServer, *, failed_only: bool = False) -> Counter[str]:
-    """Creates per content, from the inputs the emulator keeps (``failed_only``: the jobs
-    MVSEP failed on purpose, the job_failed fault)."""
-    counts: Counter[str] = Counter()
+def sent_inputs(emulator: EmulatorServer, *, failed_only: bool = False) -> Counter[tuple[str, str]]:
+    """Creates per (upload name, content), from the inputs the emulator keeps
+    (``failed_only``: the jobs MVSEP failed on purpose, the job_failed fault)."""
+    counts: Counter[tuple[str, str]] = Counter()
     with emulator.state.lock:  # in this process: the jobs' own inputs, read directly
         jobs = [j for j in emulator.state.jobs.values() if j.failure or not failed_only]
     for job in jobs:
         data = job.input_path.read_bytes() if job.input_path.exists() else b""
-        counts[hashlib.sha256(data).hexdigest() if data else f"unknown:{job.hash}"] += 1
+        sha = hashlib.sha256(data).hexdigest() if data else f"unknown:{job.hash}"
+        counts[(job.upload_name, sha)] += 1
     return counts
 
 
-def lost_inputs(soak: Soak, jobs: list[dict[str, Any]], sent: Counter[str]) -> list[Version]:
+def per_content(sent: Counter[tuple[str, str]]) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for (_, sha), n in sent.items():
+        out[sha] += n
+    return out
+
+
+def was_sent(v: Version, sent: Counter[tuple[str, str]]) -> bool:
+    """The daemon uploads as "NONCE-NAME": this version left for MVSEP."""
+    return any(sha == v.sha256 and name.endswith("-" + v.rel) for name, sha in sent)
+
+
+def lost_inputs(
+    soak: Soak, jobs: list[dict[str, Any]], sent: Counter[tuple[str, str]]
+) -> list[Version]:
     inbox = str(soak.inbox)
     cars = sidecars(soak.root)
     filed = {(Path(c["source"]).name, c["sha256"]) for c in cars}
@@ -305,7 +320,7 @@ def lost_inputs(soak: Soak, jobs: list[dict[str, Any]], sent: Counter[str]) -> l
     pending_paths = {j["source_path"] for j in jobs if j["state"] not in TERMINAL}
     lost = []
     for v in soak.versions:
-        owed = soak.at_path.get(v.rel) is v or v.sha256 in sent
+        owed = soak.at_path.get(v.rel) is v or was_sent(v, sent)
         key = (v.rel, v.sha256)
         failed_here = any(name.startswith(Path(v.rel).stem) and sha == v.sha256
                           for name, sha in failed)  # fmt: skip
@@ -448,9 +463,10 @@ def listing(counts: Counter[str]) -> str:
 
 def report(soak: Soak, finished: bool, code: int | None, keep: bool) -> int:
     jobs = journal_jobs(soak.root)
-    sent = sent_shas(soak.emulator)
+    sent = sent_inputs(soak.emulator)
     lost = lost_inputs(soak, jobs, sent)
-    dups = duplicate_creates(sent, sent_shas(soak.emulator, failed_only=True))
+    failed = per_content(sent_inputs(soak.emulator, failed_only=True))
+    dups = duplicate_creates(per_content(sent), failed)
     gave_up = Counter(
         (j["last_error"] or "?").split(":")[0][:50]
         for j in jobs
@@ -463,7 +479,7 @@ def report(soak: Soak, finished: bool, code: int | None, keep: bool) -> int:
     print(f"faults: {sum(soak.faults.values())} ({listing(soak.faults)})")
     print(f"restarts: {soak.restarts} (SIGKILL; last exit code {code})")
     print(f"jobs: {dict(sorted(states.items()))}; creates: {sum(sent.values())} of "
-          f"{len(sent)} contents; finished in time: {finished}")  # fmt: skip
+          f"{len(per_content(sent))} contents; finished in time: {finished}")  # fmt: skip
     print(f"failed after a create: {sum(gave_up.values())} ({listing(gave_up)})")
     print(f"lost: {len(lost)}")
     for v in lost[:20]:
