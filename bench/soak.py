@@ -15,15 +15,8 @@ Every good input is a pure tone of its own frequency: the emulator's stems are l
 filters of the input (a band split), so each stem of an input keeps its frequency and its
 length. That is how a stem is checked against the input its sidecar names.
 
-Printed: files, faults, restarts, and the three verdicts; exit 1 unless all three are 0:
-
-* lost: an input the daemon owed something (it was at its path when dropping stopped, or it
-  was sent to MVSEP) that is neither filed (a sidecar naming its path and sha256) nor in
-  ``_failed`` with an ``.error.txt`` nor still pending in the journal;
-* duplicate creates: creates beyond one per distinct content, plus one more for each job of
-  that content that ended failed after a create (MVSEP failed it on purpose, or gave up);
-* misfiled: a filed stem whose audio is not the input its sidecar names (frequency, length),
-  or a stem no sidecar names that matches no input of its name.
+Printed: files, faults, restarts, lost, duplicate creates, misfiled (how each is decided:
+bench/README.md); exit 1 unless the last three are 0.
 """
 
 from __future__ import annotations
@@ -317,13 +310,19 @@ def lost_inputs(
     pending = {
         (Path(j["source_path"]).name, j["sha256"]) for j in jobs if j["state"] not in TERMINAL
     }
+    # failed with a reason while the user had replaced its file: nothing left to move
+    gone_failed = {
+        (Path(j["source_path"]).name, j["sha256"])
+        for j in jobs
+        if j["state"] == "failed" and j["last_error"]
+    } - {(v.rel, v.sha256) for v in soak.at_path.values()}
     pending_paths = {j["source_path"] for j in jobs if j["state"] not in TERMINAL}
     lost = []
     for v in soak.versions:
         owed = soak.at_path.get(v.rel) is v or was_sent(v, sent)
         key = (v.rel, v.sha256)
         failed_here = any(name.startswith(Path(v.rel).stem) and sha == v.sha256
-                          for name, sha in failed)  # fmt: skip
+                          for name, sha in failed) or key in gone_failed  # fmt: skip
         waiting = key in pending or (soak.at_path.get(v.rel) is v
                                      and os.path.join(inbox, v.rel) in pending_paths)  # fmt: skip
         if owed and key not in filed and not failed_here and not waiting:
