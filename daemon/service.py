@@ -311,8 +311,7 @@ class Daemon:
             self.engine.submit_file(self.source_for(ready))
         except FileNotFoundError:
             log.info("file vanished before it was journaled", file=str(ready.path))
-        except Exception:
-            log.exception("cannot journal a ready file", file=str(ready.path))
+        # anything else (the state disk full...) goes to the watcher: the next rescan retries
 
     def _on_removed(self, path: Path) -> None:
         if self.engine is not None:

@@ -15,7 +15,9 @@ Threads (no asyncio, see ARCHITECTURE.md):
 
 Events are only hints: whatever an event says, the checker looks at the disk, so a lost or
 overflowed event delays a file (until the next rescan) but never loses it. A file is reported
-once per (path, size, mtime) per run; the consumer dedups against the journal anyway.
+once per (path, size, mtime) per run; the consumer dedups against the journal anyway. A file
+whose ``on_ready`` raised (it could not be journaled: the state disk is full) is not marked
+reported: the next full rescan (within ``HANDOFF_RETRY_S``) offers it again.
 
 An inbox whose root disappears (deleted, or an unmounted share, including a mount point
 left behind empty) is *paused*: nothing under it is reported removed or forgotten. It is
@@ -67,6 +69,7 @@ log = structlog.get_logger("daemon.watcher")
 
 Clock = Callable[[], float]
 _WIN_HIDDEN_OR_SYSTEM = 0x2 | 0x4  # FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_SYSTEM
+HANDOFF_RETRY_S = 30.0  # a failed hand-off brings the next rescan this close at least
 
 
 class InboxWatcher:
@@ -360,6 +363,10 @@ class InboxWatcher:
         full scan, check tracked files that were not listed."""
         started = self._clock()
         seen: set[str] = set()
+        if top is None:
+            retry, inbox.handoff_failed = inbox.handoff_failed, set()
+            for path in retry:
+                inbox.tracker.restart(path, started)  # offered again once it has settled
         for path, st in walk(inbox, top or inbox.root_s, self._stopping):
             seen.add(path)
             if top is None:
@@ -449,13 +456,17 @@ class InboxWatcher:
             inbox.tracker.restart(path, self._clock())
             return
         ready = ReadyFile(Path(path), inbox.spec.name, rel, settled.size, settled.mtime)
+        inbox.tracker.mark_reported(path)
         try:
             self._on_ready(ready)
-        except Exception:
-            inbox.log.exception("on_ready failed; will offer the file again", file=rel)
-            inbox.tracker.restart(path, self._clock())
+        except Exception as exc:  # not journaled (e.g. the state disk is full): next rescan
+            inbox.handoff_failed.add(path)
+            self._next_rescan = min(self._next_rescan, self._clock() + HANDOFF_RETRY_S)
+            fail = inbox.log.warning if isinstance(exc, OSError) else inbox.log.exception
+            fail("file could not be handed on; the next rescan offers it again", file=rel,
+                 error=str(exc) or repr(exc))  # fmt: skip
             return
-        inbox.tracker.mark_reported(path)
+        inbox.handoff_failed.discard(path)
         inbox.log.info("file ready", file=rel, size=settled.size)
 
     def _gone(self, inbox: InboxState, path: str) -> None:
@@ -469,6 +480,7 @@ class InboxWatcher:
             if os.path.lexists(key):
                 continue
             inbox.tracker.forget(key)
+            inbox.handoff_failed.discard(key)
             rel = inbox.relative(key) or key
             inbox.log.info("file removed", file=rel)
             try:

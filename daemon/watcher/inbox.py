@@ -111,6 +111,7 @@ class InboxState:
     restart_delay: float = 0.0
     restarted_at: float = 0.0
     missed_warned: bool = False
+    handoff_failed: set[str] = field(default_factory=set)  # on_ready raised: next rescan
 
     @property
     def root_s(self) -> str:
