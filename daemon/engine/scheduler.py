@@ -139,6 +139,8 @@ class Engine:
 
     def cancel_path(self, path: Path, reason: str) -> None:
         """The input at ``path`` was removed: cancel its unfinished jobs."""
+        if dispose.replaced_not_removed(path):  # a new file there: not a removal
+            return
         for job in self.journal.active_for_path(path):
             self._cancel(job.id, reason, source_gone=True)
 
