@@ -215,7 +215,7 @@ def _render_fitting(part: str, fields: Mapping[str, str]) -> str:
     used = [f for f in dict.fromkeys(_template_fields(part)) if f in _SHRINKABLE]
     text = part.format_map(_Blank(values))
     for _ in range(4 * len(used)):
-        over = _utf8_len(_clean_full(text)) - _COMPONENT_BYTES
+        over = _utf8_len(safe_component(text, max_bytes=_utf8_len(text) + 8)) - _COMPONENT_BYTES
         longest = max(used, key=lambda f: _utf8_len(values.get(f, "")))
         current = values.get(longest, "")
         if over <= 0 or len(current) <= 1:
@@ -224,11 +224,6 @@ def _render_fitting(part: str, fields: Mapping[str, str]) -> str:
         values[longest] = cut or current[0]
         text = part.format_map(_Blank(values))
     return text
-
-
-def _clean_full(text: str) -> str:
-    """What :func:`safe_component` makes of ``text`` before any length cap."""
-    return safe_component(text, max_bytes=max(8, _utf8_len(text) + 8))
 
 
 def _expand_relative_dir(value: str) -> list[str]:
@@ -276,11 +271,11 @@ def _part_path(dest: Path) -> Path:
 
 
 NAMING_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
-"""Errors a name causes (too long, not encodable, refused by the share): the same name
-fails the same way every time, so they are permanent at once, never retried."""
 
 
 def is_naming_error(exc: BaseException) -> bool:
+    """An error a name causes (too long, not encodable, refused by the share): the same
+    name fails the same way every time, so it is permanent at once, never retried."""
     return isinstance(exc, OSError) and exc.errno in NAMING_ERRNOS
 
 
