@@ -135,11 +135,12 @@ def _still_ours(ctx: Context, job: Job) -> bool:
     return False
 
 
-def replaced_not_removed(path: Path) -> bool:
-    """The watcher reported ``path`` removed, but a file is there again (a new version put
-    over the old one): not a removal. The new file is reported as its own job; the jobs of
-    the old one go on (a paid job is never cancelled for being replaced)."""
-    return path.is_file()
+def replaced_not_removed(job: Job) -> bool:
+    """The watcher reported the job's path removed, but another file is there now (a new
+    version put over the old one): the new file is reported as its own job, and this job
+    goes on (a paid job is never cancelled for being replaced; its disposal leaves the new
+    file alone). Its own file still there, or nothing there: a removal."""
+    return is_same_file(job) is False
 
 
 # ---------------------------------------------------------------- disposal errors
