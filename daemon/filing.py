@@ -105,12 +105,34 @@ def _truncate_keeping_ext(text: str, max_bytes: int) -> str:
     if len(ext.encode("utf-8")) > max_bytes // 2:
         base, ext = text, ""
     budget = max_bytes - len(ext.encode("utf-8"))
-    cut = base.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
-    # Do not leave a dangling combining mark, joiner or variation selector at the cut.
+    cut = _cut_utf8(base, budget).rstrip(". ")
+    return (cut or "_") + ext
+
+
+def _cut_utf8(text: str, budget: int) -> str:
+    """``text`` cut to at most ``budget`` UTF-8 bytes, never inside a character, and not
+    leaving a dangling combining mark, joiner or variation selector at the cut."""
+    cut = text.encode("utf-8")[: max(0, budget)].decode("utf-8", errors="ignore")
     while cut and (unicodedata.combining(cut[-1]) or cut[-1] in "\u200d\ufe0e\ufe0f"):
         cut = cut[:-1]
-    cut = cut.rstrip(". ")
-    return (cut or "_") + ext
+    return cut
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def safe_name(base: str, suffix: str, *, max_bytes: int = 200) -> str:
+    """``base + suffix`` as one safe component (:func:`safe_component`), ``base`` cut to make
+    room: the suffix (``.mvsep.json``, ``.error.txt``, `` - Vocals.wav``) is never cut."""
+    clean_suffix = "".join("_" if ch in _ILLEGAL else ch for ch in suffix).rstrip(". ")
+    room = max_bytes - _utf8_len(clean_suffix)
+    if room < 1:
+        return safe_component(base + suffix, max_bytes=max_bytes)
+    clean = safe_component(base, max_bytes=max(8, _utf8_len(base) + 8))
+    if _utf8_len(clean) > room:
+        clean = _cut_utf8(clean, room).rstrip(". ") or "_"
+    return safe_component(clean + clean_suffix, max_bytes=max_bytes)
 
 
 def _template_fields(template: str) -> Iterator[str]:
@@ -170,12 +192,38 @@ def render_output_path(template: str, fields: Mapping[str, str]) -> PurePosixPat
         if part == "{relative_dir}":
             parts.extend(_expand_relative_dir(fields.get("relative_dir", "")))
             continue
-        rendered = part.format_map(_Blank(fields))
+        rendered = _render_fitting(part, fields)
         if rendered.strip():
             parts.append(safe_component(rendered))
     if not parts:
         raise ValueError(f"output template {template!r} rendered an empty path")
     return PurePosixPath(*parts)
+
+
+_SHRINKABLE = ("name", "title", "artist", "algorithm", "preset", "inbox", "relative_dir")
+"""Free-text fields a too-long component is cut in; never ``{stem}``, ``{ext}``, ``{date}``,
+``{hash}`` or ``{sep_type}`` (a cut stem label loses what the file is)."""
+
+_COMPONENT_BYTES = 200  # safe_component's default: room for " (12)" and ".part"
+
+
+def _render_fitting(part: str, fields: Mapping[str, str]) -> str:
+    """Render one template component; if it would be longer than a safe component may be,
+    cut the longest free-text field (``{name}``, ``{title}``...) until it fits, so that
+    ``{name} - {stem}.{ext}`` keeps `` - Vocals.wav`` whole (issue 9 item 10)."""
+    values = {k: str(v) for k, v in fields.items()}
+    used = [f for f in dict.fromkeys(_template_fields(part)) if f in _SHRINKABLE]
+    text = part.format_map(_Blank(values))
+    for _ in range(4 * len(used)):
+        over = _utf8_len(safe_component(text, max_bytes=_utf8_len(text) + 8)) - _COMPONENT_BYTES
+        longest = max(used, key=lambda f: _utf8_len(values.get(f, "")))
+        current = values.get(longest, "")
+        if over <= 0 or len(current) <= 1:
+            break
+        cut = _cut_utf8(current, _utf8_len(current) - over).rstrip(" ")
+        values[longest] = cut or current[0]
+        text = part.format_map(_Blank(values))
+    return text
 
 
 def _expand_relative_dir(value: str) -> list[str]:
@@ -220,6 +268,15 @@ def resolve_collision(dest: Path, policy: str = "suffix") -> Path:
 
 def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
+
+
+NAMING_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL})
+
+
+def is_naming_error(exc: BaseException) -> bool:
+    """An error a name causes (too long, not encodable, refused by the share): the same
+    name fails the same way every time, so it is permanent at once, never retried."""
+    return isinstance(exc, OSError) and exc.errno in NAMING_ERRNOS
 
 
 def fsync_dir(directory: Path) -> None:
@@ -384,10 +441,16 @@ def move_to_failed(
     failed file's new path.
     """
     when = now if now is not None else _now_local()
-    filed = _move(src, failed_dir / src.name)
+    filed = _move(src, failed_dir / safe_component(src.name))
     report = error_report(filed, original=src, reason=reason, details=details, now=when)
-    _write_text_atomically(filed.with_name(filed.name + ".error.txt"), report)
+    _write_text_atomically(error_path(filed), report)
     return filed
+
+
+def error_path(filed: Path) -> Path:
+    """``NAME.error.txt`` beside a failed input, through :func:`safe_name` (a 255-byte name
+    plus ``.error.txt`` would not fit)."""
+    return filed.with_name(safe_name(filed.name, ".error.txt"))
 
 
 def dispose_source(src: Path, *, mode: str, archive_dir: Path | None = None) -> Path | None:
@@ -408,7 +471,7 @@ def dispose_source(src: Path, *, mode: str, archive_dir: Path | None = None) -> 
         raise ValueError("dispose_source(mode='archive') needs archive_dir")
     if not src.exists():
         return None
-    return _move(src, archive_dir / src.name)
+    return _move(src, archive_dir / safe_component(src.name))
 
 
 __all__ = [
@@ -417,12 +480,15 @@ __all__ = [
     "DISPOSE_MODES",
     "TEMPLATE_FIELDS",
     "dispose_source",
+    "error_path",
     "error_report",
     "file_atomically",
+    "is_naming_error",
     "move_to_failed",
     "render_output_path",
     "resolve_collision",
     "safe_component",
+    "safe_name",
     "validate_template",
     "write_atomically",
     "copy_atomically",

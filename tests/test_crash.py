@@ -203,7 +203,7 @@ def test_sigkill_at_every_moment_loses_nothing_and_pays_once(
     emulator.add_fault(
         Fault(kind="throttle_download", endpoint="download", times=None, delay_s=1.0)
     )
-    inputs = [audio_file(f"in/track {i:02}.wav", seconds=2.0) for i in range(files)]
+    inputs = [audio_file(f"in/track {i:02}.wav", seconds=2.0 + i / 1000) for i in range(files)]
     rng = random.Random(20261125)
     kills: Counter[str] = Counter()
     attempts = 0

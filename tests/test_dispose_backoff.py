@@ -5,6 +5,7 @@ the unit tests drive ``daemon.engine.dispose`` with a manual clock."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 from collections.abc import Callable, Iterator
@@ -101,6 +102,9 @@ def ctx(tmp_path: Path) -> Iterator[Context]:
         client.close()
 
 
+_SHA = hashlib.sha256(b"RIFF....WAVE").hexdigest()  # the input's real hash: it is the sent file
+
+
 def _filed_job(ctx: Context, tmp_path: Path) -> int:
     path = tmp_path / "in" / "song.wav"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,8 +115,8 @@ def _filed_job(ctx: Context, tmp_path: Path) -> int:
         output_template="{name}/{stem}.{ext}", failed_dir=tmp_path / "in" / "_failed",
         after_success="archive", archive_dir=_blocker(tmp_path) / "archive",
     )  # fmt: skip
-    job, _ = ctx.journal.record_seen(source, size=12, mtime=1.0)
-    ctx.journal.mark_prepared(job.id, "0" * 64, None)
+    job, _ = ctx.journal.record_seen(source, size=12, mtime=path.stat().st_mtime)
+    ctx.journal.mark_prepared(job.id, _SHA, None)
     ctx.journal.apply(job.id, _duplicate_event())
     ctx.journal.mark_outputs_planned(job.id, [])
     return ctx.journal.mark_filed(job.id, []).id
@@ -121,7 +125,7 @@ def _filed_job(ctx: Context, tmp_path: Path) -> int:
 def _duplicate_event() -> Any:
     from daemon.jobs import Duplicate, ResultFile
 
-    return Duplicate(1, (ResultFile(type="vocals", local="/nowhere"),), "0" * 64)
+    return Duplicate(1, (ResultFile(type="vocals", local="/nowhere"),), _SHA)
 
 
 def test_the_backoff_is_journaled_grows_and_survives_a_restart(

@@ -112,7 +112,7 @@ def test_twenty_files_three_inboxes(
     bad = tmp_path / "in" / "music" / "notes.wav"
     staged: list[tuple[Path, Path]] = []
     for i, target in enumerate(drops):
-        src = audio_file(f"staging/{i}{target.suffix}", seconds=1.5)
+        src = audio_file(f"staging/{i}{target.suffix}", seconds=1.5 + i / 500)  # each its own
         staged.append((src, target))
     bad_src = tmp_path / "staging" / "bad.wav"
     bad_src.write_text("these are my lyrics, not audio\n" * 20, encoding="utf-8")

@@ -20,7 +20,7 @@ def test_happy_path_two_files(
     emu = make_emulator(processing_s=0.2)
     with rig(tmp_path, emu) as r:
         a = audio_file("in/a.wav", seconds=1.0)
-        b = audio_file("in/live/b.wav", seconds=1.0)
+        b = audio_file("in/live/b.wav", seconds=1.1)  # other audio: not a twin of a
         ids = [r.submit(a), r.submit(b, after_success="archive")]
         assert r.engine.submit_file(r.source(a)) is None  # the same file again: no new job
         assert r.engine.run_until_idle(30)
@@ -58,7 +58,7 @@ def test_premium_fills_its_slots(
 ) -> None:
     emu = make_emulator(premium=True, processing_s=1.0)
     with rig(tmp_path, emu, premium_slots=2) as r:
-        ids = [r.submit(audio_file(f"in/p{i}.wav", seconds=0.5)) for i in range(3)]
+        ids = [r.submit(audio_file(f"in/p{i}.wav", seconds=0.5 + 0.05 * i)) for i in range(3)]
         assert r.engine.run_until_idle(40)
         assert r.engine.slots == 2
         assert all(r.job(i).state is S.FILED for i in ids)

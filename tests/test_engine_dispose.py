@@ -48,7 +48,9 @@ def job_for(ctx: Context, tmp_path: Path, **changes: object) -> Job:
         output_template="{name}/{stem}.{ext}",
         failed_dir=tmp_path / "in" / "_failed",
     )
-    job, _ = ctx.journal.record_seen(replace(source, **changes), size=12, mtime=1.0)
+    job, _ = ctx.journal.record_seen(
+        replace(source, **changes), size=12, mtime=path.stat().st_mtime
+    )
     return job
 
 

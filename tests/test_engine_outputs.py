@@ -135,7 +135,7 @@ def test_untagged_songs_with_artist_title_template_keep_their_own_folders(
     emu = make_emulator(processing_s=0.1)
     with rig(tmp_path, emu) as r:
         songs = [audio_file("in/first song.wav", seconds=1.0),
-                 audio_file("in/second song.wav", seconds=1.0)]  # fmt: skip
+                 audio_file("in/second song.wav", seconds=1.1)]  # other audio  # fmt: skip
         ids = [r.submit(s, output_template=TEMPLATE) for s in songs]
         assert r.engine.run_until_idle(30)
         for job_id, song in zip(ids, songs, strict=True):

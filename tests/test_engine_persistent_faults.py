@@ -97,7 +97,7 @@ def test_a_full_account_waits_without_a_deadline(
     emu = make_emulator(processing_s=5.0, parallel_limit=1, rate_limit=False)
     with rig(tmp_path, emu, poll_policy=polls, max_parallel_jobs=2, retry_deadline_s=0.2,
              slots_full_retry_s=0.2) as r:  # fmt: skip
-        ids = [r.submit(audio_file(f"in/{n}.wav", seconds=0.5)) for n in ("a", "b")]
+        ids = [r.submit(audio_file(f"in/{n}.wav", seconds=s)) for n, s in (("a", 0.5), ("b", 0.6))]
         assert r.engine.run_until_idle(60)
         for job_id in ids:
             assert r.job(job_id).state is S.FILED, r.job(job_id).last_error

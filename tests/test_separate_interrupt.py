@@ -71,7 +71,8 @@ def test_ctrl_c_cancels_only_what_has_not_started_and_the_rerun_downloads_the_re
     tmp_path: Path, audio_file: Any, emulator: tuple[EmulatorServer, ManualClock]
 ) -> None:
     emu, clock = emulator
-    songs = [audio_file(f"{name}.wav", seconds=1.0) for name in ("first", "second", "third")]
+    songs = [audio_file(f"{name}.wav", seconds=1.0 + i / 10)
+             for i, name in enumerate(("first", "second", "third"))]  # fmt: skip
     out = tmp_path / "out"
     args = (*map(str, songs), "--sep-type", "40", "--format", "wav16", "--out", str(out))
     proc = separate(emu.base_url, tmp_path, *args)

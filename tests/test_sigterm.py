@@ -63,7 +63,7 @@ def test_sigterm_stops_within_10_s_and_restart_finishes_without_resubmitting(
 ) -> None:
     server, clock = emulator
     for i in range(FILES):
-        audio_file(f"in/song {i}.wav", seconds=1.0)
+        audio_file(f"in/song {i}.wav", seconds=1.0 + i / 100)  # each its own audio
     config = write_config(tmp_path, server.base_url, mvsep={"rate_limit_per_minute": LIMIT})
     log = tmp_path / "daemon.log"
     proc = start_daemon(config, log)

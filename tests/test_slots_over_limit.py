@@ -35,7 +35,7 @@ POLLS = replace(
 
 def _run(tmp: Path, emu: Any, audio_file: Callable[..., Path]) -> tuple[int | None, dict[int, int]]:
     with rig(tmp, emu, poll_policy=POLLS, slots_full_retry_s=0.2) as r:
-        ids = [r.submit(audio_file(f"in/{n}.wav", seconds=0.5)) for n in range(FILES)]
+        ids = [r.submit(audio_file(f"in/{n}.wav", seconds=0.5 + n / 100)) for n in range(FILES)]
         assert r.engine.run_until_idle(90)
         jobs = [r.job(job_id) for job_id in ids]
         for job in jobs:

@@ -27,7 +27,7 @@ from daemon.engine.context import (
     record_error,
     wait_for_missing_folder,
 )
-from daemon.engine.dispose import dispose_filed_source
+from daemon.engine.dispose import dispose_filed_source, fail
 from daemon.engine.outputs import Tags, is_skipped
 from daemon.engine.poll import expired
 from daemon.engine.retry import Step
@@ -81,6 +81,10 @@ def download_and_file(ctx: Context, job: Job) -> None:
 def _download_failed(ctx: Context, job: Job, exc: BaseException) -> None:
     current = ctx.journal.get(job.id)
     if current.state is not JobState.DOWNLOADING:
+        return
+    if filing.is_naming_error(exc):  # the same name fails the same way: not retried
+        _drop_staging(ctx, job)
+        fail(ctx, current, f"the stems could not be filed under their names: {exc}")
         return
     after = record_error(ctx, current, exc, step=Step.DOWNLOAD)
     if after.state is JobState.RETRY_WAIT:  # a failure of this try: WARNING (failed logs its own)

@@ -21,6 +21,7 @@ import structlog
 from daemon import filing
 from daemon.config import ARCHIVE_DIR_NAME
 from daemon.engine import retry
+from daemon.engine.identity import is_same_file
 from daemon.jobs import Job, JobState
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ _ALL_EVENTS = 1_000_000
 
 LEFT = "left"
 """``source_disposed`` of an input left in place because its disposal kept failing."""
+
+REPLACED = "replaced"
+"""``source_disposed`` of a job whose input was replaced by another file at the same path
+since it was seen: that file is another job's, left alone (issue 9 item 1)."""
 
 
 def fail(ctx: Context, job: Job, reason: str) -> Job:
@@ -67,6 +72,8 @@ def move_failed_source(ctx: Context, job: Job) -> Job:
         return job
     if not src.exists():
         return ctx.journal.mark_source_disposed(job.id, "missing")
+    if not _still_ours(ctx, job):
+        return ctx.journal.mark_source_disposed(job.id, REPLACED)
     if not job.source.move_failed:
         return ctx.journal.mark_source_disposed(job.id, "kept")
     reason = _failure_reason(ctx, job)
@@ -90,6 +97,8 @@ def dispose_filed_source(ctx: Context, job: Job) -> Job:
     if job.source_disposed is not None:
         return job
     mode = job.source.after_success
+    if mode != "keep" and not _still_ours(ctx, job):
+        return ctx.journal.mark_source_disposed(job.id, REPLACED)
     archive = archive_dir(job)
     try:
         result = filing.dispose_source(job.source.path, mode=mode, archive_dir=archive)
@@ -113,6 +122,25 @@ def finish_disposal(ctx: Context, job: Job) -> Job:
     if job.state is JobState.FILED:
         return dispose_filed_source(ctx, job)
     return move_failed_source(ctx, job)
+
+
+def _still_ours(ctx: Context, job: Job) -> bool:
+    """True if the file at the job's path is the one it sent, or nothing is there (the
+    archive/delete/move is then a no-op). Another file there is left alone: logged once."""
+    same = is_same_file(job)
+    if same is not False:
+        return True
+    log.info("input replaced since it was sent: the file now at its path is left to its own job",
+             **_ids(job))  # fmt: skip
+    return False
+
+
+def replaced_not_removed(job: Job) -> bool:
+    """The watcher reported the job's path removed, but another file is there now (a new
+    version put over the old one): the new file is reported as its own job, and this job
+    goes on (a paid job is never cancelled for being replaced; its disposal leaves the new
+    file alone). Its own file still there, or nothing there: a removal."""
+    return is_same_file(job) is False
 
 
 # ---------------------------------------------------------------- disposal errors

@@ -111,7 +111,8 @@ def is_skipped(planned: str) -> bool:
 
 
 def sidecar_path(source: SourceFile, first_output: Path) -> Path:
-    return first_output.parent / f"{source.path.stem}.mvsep.json"
+    """``NAME.mvsep.json`` beside the first stem; a long name is cut, never the suffix."""
+    return first_output.parent / filing.safe_name(source.path.stem, ".mvsep.json")
 
 
 def sidecar_data(job: Job, outputs: list[Path], *, filed_at: datetime) -> dict[str, Any]:

@@ -6,24 +6,22 @@ Then the scheduler claims a slot for it (``submitting``, ``daemon.engine.submit`
 
 from __future__ import annotations
 
-import hashlib
 import math
+import threading
 from pathlib import Path
 
 from daemon.engine.context import Context, ids, log, record_error, wait_for_missing_folder
 from daemon.engine.dispose import fail
+from daemon.engine.identity import sha256_of
 from daemon.engine.retry import Step
 from daemon.jobs import Job, JobState, ResultFile
 
-_HASH_CHUNK = 1024 * 1024
+TWIN_RECHECK_S = 5.0
+"""How often a job waiting for an unfinished twin (same audio, same request) looks again."""
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+_TWINS = threading.Lock()
+"""Held from "is there an unfinished twin?" to ``mark_prepared``: of two identical files
+prepared at once, exactly one is sent."""
 
 
 def estimate_credits(duration_s: float | None, price_coefficient: float) -> float | None:
@@ -56,10 +54,45 @@ def prepare(ctx: Context, job: Job) -> None:
             log.warning("input could not be read; trying again later", **ids(job),
                         error=after.last_error, attempt=after.attempts)  # fmt: skip
         return
-    if ctx.settings.dedupe_same_content and _file_duplicate(ctx, job, digest):
-        return
     credits = estimate_credits(probe.duration_s, job.source.request.price_coefficient)
-    ctx.journal.mark_prepared(job.id, digest, credits)
+    if not ctx.settings.dedupe_same_content:
+        ctx.journal.mark_prepared(job.id, digest, credits)
+        return
+    if _file_duplicate(ctx, job, digest):
+        return
+    with _TWINS:
+        twin = _unfinished_twin(ctx, job, digest)
+        if twin is None:
+            ctx.journal.mark_prepared(job.id, digest, credits)
+            return
+    _wait_for_twin(ctx, job, twin)
+
+
+def _unfinished_twin(ctx: Context, job: Job, digest: str) -> Job | None:
+    """An active job with the same audio and request, prepared or sent (issue 9 item 2):
+    this one waits for its result instead of paying for the same separation twice."""
+    key = job.source.request.key()
+    for other in ctx.journal.active_jobs():
+        if (
+            other.id != job.id
+            and other.sha256 == digest
+            and other.cancel_requested is None
+            and other.source.request.key() == key
+        ):
+            return other
+    return None
+
+
+def _wait_for_twin(ctx: Context, job: Job, twin: Job) -> None:
+    """Not sent: looked at again until the twin is filed (then filed from its result, as a
+    duplicate of a finished job) or ends without a result (then sent itself)."""
+    text = (
+        f"the same audio with the same request is job {twin.id} (not finished yet): "
+        "waiting for its result instead of paying twice"
+    )
+    due = ctx.clock.time() + TWIN_RECHECK_S
+    ctx.journal.mark_deferred(job.id, due_at=due, error=text, recheck=True)  # not an attempt
+    log.info("same audio as an unfinished job: waiting for it", **ids(job), twin=twin.id)
 
 
 def _input_missing(ctx: Context, job: Job) -> None:

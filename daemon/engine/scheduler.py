@@ -152,7 +152,8 @@ class Engine:
     def cancel_path(self, path: Path, reason: str) -> None:
         """The input at ``path`` was removed: cancel its unfinished jobs."""
         for job in self.journal.active_for_path(path):
-            self._cancel(job.id, reason, source_gone=True)
+            if not dispose.replaced_not_removed(job):  # another file there: not removed
+                self._cancel(job.id, reason, source_gone=True)
 
     def cancel_job(self, job_id: int, reason: str) -> None:
         """Cancel a job: at once before submit, via MVSEP's cancel while waiting there, or per
