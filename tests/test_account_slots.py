@@ -97,6 +97,8 @@ def test_a_refused_create_teaches_the_limit_until_the_next_account_read(
         assert slots.limit == 10
         slots.refused(3, now=5.0)  # refused while three others held a slot
         assert slots.limit == 3
+        slots.refused(4, now=5.5)  # a stale count: each refusal is an upper bound, the lowest wins
+        assert slots.limit == 3
         slots.refused(0, now=6.0)  # never below one
         assert slots.limit == 1
         slots.read(100.0)  # the account read forgets what was learnt

@@ -60,11 +60,12 @@ def test_past_the_limit_a_rejecting_server_teaches_the_slot_count(
         premium=True, processing_s=1.0, parallel_limit=LIMIT, over_limit="reject", rate_limit=False
     )
     slots, refusals = _run(tmp_path, emu, audio_file)
-    assert slots == LIMIT  # learnt from what the server did, not the premium 10
-    # Only the uploads already on their way when the first refusal came back were refused
-    # (each tried by the client up to 3 times); once learnt, no job is sent into a full
-    # account again, so none is refused twice.
-    assert refusals and max(refusals.values()) == 1, refusals
+    # Learnt from what the server did, not the premium 10. Each refusal bounds the limit by
+    # the jobs we count in flight then, which can be more than MVSEP's (a job it finished that
+    # we have not polled yet, another upload being refused at the same moment): the lowest
+    # bound stands, never below the real limit.
+    assert slots is not None and LIMIT <= slots < 10, slots
+    assert refusals, "the server never refused: the test did not reach the limit"
     assert emu.stats["creates_rejected"] <= 3 * 3  # 3 attempts of max_transfers uploads
 
 

@@ -224,9 +224,13 @@ class Slots:
 
     def refused(self, others: int, now: float) -> None:
         """MVSEP refused a create as over the account's parallel limit while ``others``
-        jobs (the refused one not counted) held a slot: that is the limit."""
+        jobs (the refused one not counted) held a slot: the limit is at most that. Our count
+        can be stale (a job done at MVSEP but not yet polled still holds its slot here), so
+        each refusal is an upper bound and the lowest one seen stands."""
         learnt = max(1, others)
         with self._lock:
+            if self._learnt is not None:
+                learnt = min(learnt, self._learnt)
             changed = self._learnt != learnt
             self._learnt = learnt
             self._learnt_at = now
