@@ -127,6 +127,22 @@ class Rig:
         return len(self.emulator.jobs)
 
 
+def kept_source(tmp: Path, audio: Path, **changes: Any) -> SourceFile:
+    """A source in ``tmp/in`` filed to ``tmp/out`` whose input is kept after success."""
+    base = SourceFile(
+        path=audio,
+        inbox="main",
+        relative_path=audio.name,
+        preset="vocals",
+        request=REQUEST,
+        output_dir=tmp / "out",
+        output_template="{name}/{stem}.{ext}",
+        failed_dir=tmp / "in" / "_failed",
+        after_success="keep",
+    )
+    return replace(base, **changes)
+
+
 def _engine(
     journal: Journal,
     client: MvsepClient,

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from test_engine_rig import FAST, FAST_POLLS, REQUEST, Recorder
+from test_engine_rig import FAST, FAST_POLLS, Recorder
+from test_engine_rig import kept_source as source
 
 from daemon.emulator import Fault
 from daemon.engine import Engine, EngineSettings
-from daemon.jobs import JobState, SourceFile
+from daemon.jobs import JobState
 from daemon.journal import Journal
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import Pacer
@@ -57,20 +58,6 @@ def start(
         on_progress=recorder,
     )
     return journal, engine, recorder
-
-
-def source(tmp: Path, audio: Path) -> SourceFile:
-    return SourceFile(
-        path=audio,
-        inbox="main",
-        relative_path=audio.name,
-        preset="vocals",
-        request=REQUEST,
-        output_dir=tmp / "out",
-        output_template="{name}/{stem}.{ext}",
-        failed_dir=tmp / "in" / "_failed",
-        after_success="keep",
-    )
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:

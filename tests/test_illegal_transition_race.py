@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from daemon_harness import wait_until
 from structlog.testing import capture_logs
-from test_engine_rig import FAST, FAST_POLLS, REQUEST
+from test_engine_rig import FAST, FAST_POLLS, REQUEST, kept_source
 
 from daemon.clock import ManualClock
 from daemon.engine import Engine
@@ -56,17 +56,7 @@ def client(emulator: Any) -> Iterator[MvsepClient]:
 
 
 def source(tmp: Path, audio: Path) -> SourceFile:
-    return SourceFile(
-        path=audio,
-        inbox="main",
-        relative_path=audio.name,
-        preset="vocals",
-        request=REQUEST,
-        output_dir=tmp / "out",
-        output_template="{name}/{name} - {stem}.{ext}",
-        failed_dir=tmp / "in" / "_failed",
-        after_success="keep",
-    )
+    return kept_source(tmp, audio, output_template="{name}/{name} - {stem}.{ext}")
 
 
 def engine_on(journal: Journal, client: MvsepClient, **kwargs: Any) -> Engine:

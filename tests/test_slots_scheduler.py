@@ -21,10 +21,11 @@ from daemon import media
 from daemon.clock import ManualClock
 from daemon.engine import Engine
 from daemon.errors import Stopping
-from daemon.jobs import Job, JobRequest, JobState, SourceFile
+from daemon.jobs import Job, JobState
 from daemon.journal import Journal
 from daemon.media import AudioProbe
 from daemon.mvsep.client import MvsepClient
+from tests.test_engine_scheduler import song
 
 
 class OnceThen:
@@ -144,7 +145,7 @@ def test_both_journal_listeners_hear_every_change(tmp_path: Path) -> None:
     client = MvsepClient(base_url="http://127.0.0.1:9", api_token="unused")  # never called
     try:
         engine = Engine(journal=journal, client=client)
-        job_id = engine.submit_file(_song(tmp_path))
+        job_id = engine.submit_file(song(tmp_path))
         assert job_id is not None
         engine.cancel_job(job_id, "not wanted")
         assert heard == [(job_id, "seen"), (job_id, "cancelled")]
@@ -152,22 +153,6 @@ def test_both_journal_listeners_hear_every_change(tmp_path: Path) -> None:
     finally:
         journal.close()
         client.close()
-
-
-def _song(tmp: Path) -> SourceFile:
-    path = tmp / "in" / "a.wav"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"RIFF")
-    return SourceFile(
-        path=path,
-        inbox="main",
-        relative_path="a.wav",
-        preset="vocals",
-        request=JobRequest(40, {}, 2, "BS Roformer"),
-        output_dir=tmp / "out",
-        output_template="{name}/{stem}.{ext}",
-        failed_dir=tmp / "in" / "_failed",
-    )
 
 
 def test_a_cancel_requested_while_submitting_is_honoured_when_it_is_ready_again(
@@ -181,7 +166,7 @@ def test_a_cancel_requested_while_submitting_is_honoured_when_it_is_ready_again(
     client = MvsepClient(base_url="http://127.0.0.1:9", api_token="unused")  # never called
     try:
         engine = Engine(journal=journal, client=client, clock=clock)
-        job_id = engine.submit_file(_song(tmp_path))
+        job_id = engine.submit_file(song(tmp_path))
         assert job_id is not None
         journal.mark_prepared(job_id, "ab" * 32, None)
         claimed = journal.claim_next_ready(lambda: "0123456789ab")
