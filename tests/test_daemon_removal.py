@@ -58,7 +58,8 @@ def test_removed_files_are_cancelled_at_mvsep_or_cost_nothing(
     daemons.append(daemon := start_daemon(tmp_path, emulator.base_url))
     first = audio_file("in/first.wav", seconds=1.0)
     wait_until(lambda: len(emulator.jobs) == 1, "the first create")
-    second = audio_file("in/second.wav", seconds=1.0)
+    # other audio than the first: the same audio would rightly wait for the first's result
+    second = audio_file("in/second.wav", seconds=1.5)
     wait_until(
         lambda: (
             "second.wav" in jobs_by_name(daemon)
