@@ -7,16 +7,50 @@ Exit codes: 0 success, 1 runtime failure, 2 bad config or usage, or the journal 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from daemon import __version__
+from daemon.commands import (
+    EXIT_CONFIG,
+    EXIT_FAIL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    load_config,
+    setup_logs,
+)
 from daemon.errors import ConfigError, JournalError, MvsepWatchError
 from daemon.logs import configure_logging
 
-EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--config``, ``--log-format`` and ``-v``: before or after the subcommand.
+
+    On a subcommand they default to SUPPRESS, so one given before it is not overwritten."""
+    default: object = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--config", metavar="PATH", default=default, help="config file (default: see README)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default=default,
+        help="override [logging] format",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if top else default,
+        help="debug logging",
+    )
+
+
+# the command modules beside the built-in ones; each has register(sub) (daemon/commands/)
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,11 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch folders and separate dropped audio with the MVSEP API.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="config file (default: see README)")
-    parser.add_argument(
-        "--log-format", choices=["auto", "json", "console"], help="override [logging] format"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("run", help="run the daemon in the foreground (systemd/launchd start this)")
@@ -39,9 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--limit", type=int, default=20, help="recent jobs to list")
     sub.add_parser("check-config", help="validate the config file and exit")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     sub.add_parser(
         "emulator", help="run the local MVSEP emulator (see docs/emulator.md)", add_help=False
     )
+    for child in sub.choices.values():
+        if child.prog.rsplit(" ", 1)[-1] != "emulator":
+            _global_options(child, top=False)
     return parser
 
 
@@ -136,26 +171,22 @@ def _fold_options(args: argparse.Namespace) -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    handler = getattr(args, "handler", None)
+    if handler is not None:  # a command from COMMAND_MODULES
+        code: int = handler(args)
+        return code
     if args.command == "demo":
         from daemon.demo import run_demo
 
-        _logs(args, None)
+        setup_logs(args, None)
         return run_demo(args)
     if args.command == "separate":
         from daemon.separate import run_separate
 
-        return run_separate(args, configure=lambda s: _logs(args, s))
-    from daemon.config import load_settings
-
-    # the config's own warnings (a token readable by others) go to stderr, never into
-    # `status --json`'s stdout; the config's logging settings apply right after
-    configure_logging(fmt=args.log_format or "auto", level="info")
-    settings, path = load_settings(
-        args.config,
-        require_token=args.command == "run",
-        require_inboxes=args.command == "run",
+        return run_separate(args, configure=lambda s: setup_logs(args, s))
+    settings, path = load_config(
+        args, require_token=args.command == "run", require_inboxes=args.command == "run"
     )
-    _logs(args, settings)
     if args.command == "check-config":
         print(f"{path}: OK ({len(settings.inbox)} inbox(es), {len(settings.presets)} preset(s))")
         return EXIT_OK
@@ -166,17 +197,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     from daemon.service import run_service
 
     return run_service(settings, config_path=path)
-
-
-def _logs(args: argparse.Namespace, settings: object | None) -> None:
-    from daemon.config import Settings
-
-    fmt = args.log_format or (settings.logging.format if isinstance(settings, Settings) else "auto")
-    level = "debug" if args.verbose else "info"
-    if isinstance(settings, Settings) and not args.verbose:
-        level = settings.logging.level
-    secrets = [settings.token()] if isinstance(settings, Settings) else []
-    configure_logging(fmt=fmt, level=level, secrets=secrets)
 
 
 def _emulator(argv: list[str]) -> int:

@@ -58,3 +58,21 @@ def test_opt_n_reaches_the_command_line_preset() -> None:
     name, preset = requested_preset(args, Settings())
     assert name == "command-line" and preset.sep_type == 121
     assert preset.options() == {"add_opt1": "Hello", "add_opt3": "1"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "x.toml", "-v", "--log-format", "json", "status"],
+        ["status", "--config", "x.toml", "-v", "--log-format", "json"],
+        ["--config", "x.toml", "status", "-v", "--log-format", "json"],
+    ],
+)
+def test_global_options_before_or_after_the_subcommand(argv: list[str]) -> None:
+    args = parse_args(argv)
+    assert (args.config, args.verbose, args.log_format) == ("x.toml", True, "json")
+
+
+def test_global_options_default_when_not_given_anywhere() -> None:
+    args = parse_args(["status"])
+    assert (args.config, args.verbose, args.log_format) == (None, False, None)
