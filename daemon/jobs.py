@@ -134,7 +134,8 @@ ALLOWED: dict[str, frozenset[JobState]] = {
     "expired": frozenset({_S.QUEUED, _S.DOWNLOADING}),
     "cancel_requested": frozenset({_S.SUBMITTING, _S.QUEUED, _S.RETRY_WAIT}),
     "cancel_declined": frozenset({_S.SUBMITTING, _S.QUEUED, _S.RETRY_WAIT}),
-    "cancelled": frozenset({_S.READY, _S.RETRY_WAIT, _S.QUEUED, _S.DOWNLOADING}),
+    # from submitting only by the submit step itself, before a byte is sent (superseded)
+    "cancelled": frozenset({_S.READY, _S.SUBMITTING, _S.RETRY_WAIT, _S.QUEUED, _S.DOWNLOADING}),
     "failed": _NON_TERMINAL,
 }
 

@@ -19,6 +19,7 @@ from daemon import media
 from daemon.clock import ManualClock
 from daemon.engine import EngineSettings, prepare
 from daemon.engine.context import Context
+from daemon.engine.identity import sha256_of
 from daemon.jobs import Job, JobRequest, JobState, SourceFile
 from daemon.journal import Journal
 from daemon.media import AudioProbe
@@ -57,7 +58,7 @@ def test_a_real_wav_is_hashed_and_priced(ctx: Context, audio_file: Callable[...,
     job = ready_job(ctx, song)
     prepare.prepare(ctx, job)
     done = ctx.journal.get(job.id)
-    assert done.state is JobState.READY and done.sha256 == prepare.sha256_of(song)
+    assert done.state is JobState.READY and done.sha256 == sha256_of(song)
     assert done.estimated_credits == 2.0  # floor(80 s · 1.5 / 60)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -221,8 +222,27 @@ def _plan(ctx: Context, job: Job) -> Job:
         )
         for result in job.result_files
     ]
-    chosen = outputs.plan_paths(job.source, fields, exists=os.path.lexists)
-    return ctx.journal.mark_outputs_planned(job.id, chosen)
+    with _PLANNING:  # two jobs planning at once never choose one name
+        taken = _planned_by_others(ctx, job)
+        chosen = outputs.plan_paths(
+            job.source, fields, exists=lambda p: str(p) in taken or os.path.lexists(p)
+        )
+        return ctx.journal.mark_outputs_planned(job.id, chosen)
+
+
+_PLANNING = threading.Lock()
+"""Held from choosing a job's output names to journaling them."""
+
+
+def _planned_by_others(ctx: Context, job: Job) -> set[str]:
+    """The paths other unfinished jobs planned and may not have written yet (two versions
+    of one file, filed at once, would otherwise pick the same free name)."""
+    return {
+        planned
+        for other in ctx.journal.jobs_in((JobState.DOWNLOADING,))
+        if other.id != job.id
+        for planned in other.planned_outputs or ()
+    }
 
 
 def _file_all(ctx: Context, job: Job) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import BinaryIO
 
 from daemon.jobs import Job
 
@@ -35,6 +37,41 @@ def _read_digest(path: Path) -> str:
     with open(path, "rb") as fh:
         while chunk := fh.read(_HASH_CHUNK):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def open_as_seen(job: Job) -> BinaryIO | None:
+    """Open ``job``'s input if it is still the file the job saw (its size and mtime); None
+    when another file is at the path now (a new version dropped over it: its own job).
+
+    What is read from the handle is that file, even if another is put at the path later
+    (a rename over it leaves this one open), so a hash or an upload from it is of the
+    version checked. Raises ``OSError`` (``FileNotFoundError``: nothing there).
+    """
+    handle = open(job.source.path, "rb")
+    st = os.fstat(handle.fileno())
+    if st.st_size != job.size or st.st_mtime != job.mtime or not stat.S_ISREG(st.st_mode):
+        handle.close()
+        return None
+    return handle
+
+
+def sha256_of_handle(path: Path, handle: BinaryIO) -> str:
+    """The sha256 of the open file ``handle`` (of ``path``), from its start; cached."""
+    key = _key(path, os.fstat(handle.fileno()))
+    with _lock:
+        known = _cache.get(key)
+    if known is not None:
+        return known
+    handle.seek(0)
+    digest = hashlib.sha256()
+    while chunk := handle.read(_HASH_CHUNK):
+        digest.update(chunk)
+    if _key(path, os.fstat(handle.fileno())) == key:  # not written to while it was read
+        with _lock:
+            _cache[key] = digest.hexdigest()
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
     return digest.hexdigest()
 
 
@@ -77,4 +114,4 @@ def is_same_file(job: Job) -> bool | None:
         return False  # unreadable now: never dispose of a file we cannot tell apart
 
 
-__all__ = ["is_same_file", "sha256_of"]
+__all__ = ["is_same_file", "open_as_seen", "sha256_of", "sha256_of_handle"]

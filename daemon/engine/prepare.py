@@ -12,7 +12,7 @@ from pathlib import Path
 
 from daemon.engine.context import Context, ids, log, record_error, wait_for_missing_folder
 from daemon.engine.dispose import fail
-from daemon.engine.identity import sha256_of
+from daemon.engine.identity import open_as_seen, sha256_of_handle
 from daemon.engine.retry import Step
 from daemon.jobs import Job, JobState, ResultFile
 
@@ -47,12 +47,17 @@ def prepare(ctx: Context, job: Job) -> None:
         fail(ctx, job, f"not an audio file: {probe.reason}")
         return
     try:
-        digest = sha256_of(src)
+        digest = _hash_as_seen(ctx, job)
+    except FileNotFoundError:
+        _input_missing(ctx, job)
+        return
     except OSError as exc:
         after = record_error(ctx, job, exc, step=Step.PREPARE)
         if after.state is JobState.RETRY_WAIT:  # a failure of this try (failed logs its own)
             log.warning("input could not be read; trying again later", **ids(job),
                         error=after.last_error, attempt=after.attempts)  # fmt: skip
+        return
+    if digest is None:
         return
     credits = estimate_credits(probe.duration_s, job.source.request.price_coefficient)
     if not ctx.settings.dedupe_same_content:
@@ -66,6 +71,24 @@ def prepare(ctx: Context, job: Job) -> None:
             ctx.journal.mark_prepared(job.id, digest, credits)
             return
     _wait_for_twin(ctx, job, twin)
+
+
+def _hash_as_seen(ctx: Context, job: Job) -> str | None:
+    """The sha256 of the very file the job saw; None (and the job superseded) when another
+    file is at its path now: the hash and the job's size and mtime are of one version."""
+    handle = open_as_seen(job)
+    if handle is None:
+        superseded(ctx, job)
+        return None
+    with handle:
+        return sha256_of_handle(job.source.path, handle)
+
+
+def superseded(ctx: Context, job: Job) -> None:
+    """Another file was put at the job's path before anything was sent: this job ends
+    (nothing spent); the new version is its own job (the watcher reports every change)."""
+    reason = "superseded: another file was put at its path before it was sent (nothing sent)"
+    ctx.journal.mark_cancelled(job.id, reason)
 
 
 def _unfinished_twin(ctx: Context, job: Job, digest: str) -> Job | None:

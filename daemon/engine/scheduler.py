@@ -150,10 +150,21 @@ class Engine:
                 self._cancel(old.id, reason, source_gone=False)
 
     def cancel_path(self, path: Path, reason: str) -> None:
-        """The input at ``path`` was removed: cancel its unfinished jobs."""
-        for job in self.journal.active_for_path(path):
-            if not dispose.replaced_not_removed(job):  # another file there: not removed
-                self._cancel(job.id, reason, source_gone=True)
+        """The input at ``path`` was removed: cancel its unfinished jobs.
+
+        Only the jobs of the file that was there: a job whose file had been replaced by a
+        newer version (a later job of the same path) lost nothing now and goes on, even
+        when that newer file is what left (archived after its own job, or deleted)."""
+        jobs = self.journal.jobs_for_path(path)
+        newest = max((j.id for j in jobs), default=0)
+        for job in jobs:
+            if job.state.is_terminal or dispose.replaced_not_removed(job):
+                continue  # another file there now: not removed
+            if job.id < newest:
+                log.info("an earlier version's job goes on: its file was replaced, not removed",
+                         **ids(job), newer_job=newest)  # fmt: skip
+                continue
+            self._cancel(job.id, reason, source_gone=True)
 
     def cancel_job(self, job_id: int, reason: str) -> None:
         """Cancel a job: at once before submit, via MVSEP's cancel while waiting there, or per

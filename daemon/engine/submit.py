@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 
 from daemon.engine.context import Context, ids, log, record_error
 from daemon.engine.dispose import fail
-from daemon.engine.prepare import wait_for_inbox
+from daemon.engine.identity import open_as_seen
+from daemon.engine.prepare import superseded, wait_for_inbox
 from daemon.engine.retry import Step
 from daemon.engine.slots import account_problem
 from daemon.errors import (
@@ -147,14 +148,19 @@ def upload(
         ctx.progress(job.id, "upload", {"sent": sent, "total": total})
 
     try:
-        result = ctx.client_for(job).create(
-            sep_type=request.sep_type,
-            output_format=request.output_format,
-            options=request.options,
-            file=job.source.path,
-            upload_name=upload_name(job),
-            progress=progress,
-        )
+        handle = open_as_seen(job)
+        if handle is None:  # another file there now: the one checked is gone, none sent
+            superseded(ctx, job)
+            return Upload.NOT_SENT
+        with handle:  # the version hashed and checked is the one sent
+            result = ctx.client_for(job).create(
+                sep_type=request.sep_type,
+                output_format=request.output_format,
+                options=request.options,
+                file=handle,
+                upload_name=upload_name(job),
+                progress=progress,
+            )
     except Stopping as exc:
         log.info("upload stopped; reconciled through the history on restart", **ids(job),
                  error=str(exc))  # fmt: skip

@@ -69,9 +69,13 @@ class JournalReads:
         """Every non-terminal job, oldest first (what a restart resumes)."""
         return self.jobs_in(ACTIVE_STATES)
 
-    def active_for_path(self, path: Path) -> list[Job]:
+    def jobs_for_path(self, path: Path) -> list[Job]:
+        """Every job ever seen at ``path`` (each version dropped there), oldest first."""
         rows = self._read("SELECT * FROM jobs WHERE source_path = ? ORDER BY id", (str(path),))
-        return [j for j in map(job_from_row, rows) if not j.state.is_terminal]
+        return [job_from_row(r) for r in rows]
+
+    def active_for_path(self, path: Path) -> list[Job]:
+        return [j for j in self.jobs_for_path(path) if not j.state.is_terminal]
 
     def undisposed(self) -> list[Job]:
         """Filed or failed jobs whose input was not dealt with yet (a cut-off disposal)."""

@@ -11,13 +11,14 @@ message, repr or log line built here contains it.
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol, Self, TypeVar, cast
+from typing import IO, Any, BinaryIO, Protocol, Self, TypeVar, cast
 
 import httpx
 import stamina
@@ -192,7 +193,7 @@ class MvsepClient:
         sep_type: int,
         output_format: int,
         options: Mapping[str, str] = _EMPTY,
-        file: Path | None = None,
+        file: Path | IO[bytes] | None = None,
         upload_name: str | None = None,
         url: str | None = None,
         remote_type: str | None = None,
@@ -200,6 +201,11 @@ class MvsepClient:
         progress: UploadProgress | None = None,
     ) -> CreateResult:
         """Start a separation of ``file`` (streamed from disk) or of a remote ``url``.
+
+        ``file`` is a path (opened afresh for each attempt) or a file already open for
+        reading in binary mode (read from its start at each attempt, left open): the caller
+        that checked which file it holds sends exactly that one, even if another is put at
+        its path meanwhile.
 
         Never pays twice: a create is retried only when it is *known* that nothing was
         created — the connection could not be opened (``httpx.ConnectError`` /
@@ -241,16 +247,33 @@ class MvsepClient:
         self,
         ctx: CallContext,
         fields: dict[str, str],
-        file: Path,
+        file: Path | IO[bytes],
         upload_name: str | None,
         progress: UploadProgress | None,
     ) -> Any:
-        """One multipart attempt, streaming ``file`` from disk (a fresh handle per attempt)."""
-        with open(file, "rb") as raw:
-            total = file.stat().st_size
-            reader = cast(IO[bytes], ProgressReader(raw, total=total, progress=progress))
-            files = {"audiofile": (upload_name or file.name, reader)}
-            return self._send(ctx, data=fields, files=files, timeout=self._upload_timeout)
+        """One multipart attempt, streaming ``file`` from disk (a path: a fresh handle per
+        attempt; an open file: from its start)."""
+        if isinstance(file, Path):
+            with open(file, "rb") as raw:
+                return self._upload_from(ctx, fields, raw, upload_name or file.name, progress)
+        file.seek(0)
+        name = upload_name or Path(str(getattr(file, "name", "audio"))).name
+        return self._upload_from(ctx, fields, file, name, progress)
+
+    def _upload_from(
+        self,
+        ctx: CallContext,
+        fields: dict[str, str],
+        raw: IO[bytes],
+        name: str,
+        progress: UploadProgress | None,
+    ) -> Any:
+        total = os.fstat(raw.fileno()).st_size
+        reader = cast(
+            IO[bytes], ProgressReader(cast(BinaryIO, raw), total=total, progress=progress)
+        )
+        files = {"audiofile": (name, reader)}
+        return self._send(ctx, data=fields, files=files, timeout=self._upload_timeout)
 
     def get(self, hash: str) -> JobStatus:
         """Status of job ``hash``; raises :class:`~daemon.errors.ApiNotFound` when unknown.
