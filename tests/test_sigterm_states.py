@@ -1,7 +1,8 @@
 """SIGTERM ends `mvsep-watch run` within 10 s in every state a job can be in (issue 9,
 item 13): a create whose answer is pending (the job exists at MVSEP, its answer held back:
 ``delay_answer``), a create the server sits on before creating anything (``slow``), a poll
-whose answer is pending, and a download under way (``throttle_download``).
+whose answer is pending, a download under way (``throttle_download``), and an upload whose
+body is still being sent (``throttle_upload`` on a file larger than the socket buffers).
 
 Each case runs the real daemon as a subprocess against the emulator in this process, holds
 the one request open for a minute, sends SIGTERM once the emulator has the request, and
@@ -55,6 +56,10 @@ CASES: dict[str, tuple[Fault, str]] = {
         Fault(kind="delay_answer", endpoint="get", times=None, delay_s=HOLD_S),
         "get",
     ),
+    "upload body being sent": (
+        Fault(kind="throttle_upload", endpoint="create", times=None, delay_s=HOLD_S * 20),
+        "create",
+    ),
     "download under way": (
         Fault(kind="throttle_download", endpoint="download", times=None, delay_s=HOLD_S),
         "download",
@@ -68,7 +73,8 @@ def test_sigterm_exits_within_10_s(
 ) -> None:
     fault, endpoint = CASES[case]
     emulator.add_fault(fault)
-    audio_file("in/song.wav", seconds=1.0)
+    # mid-body needs more than the loopback socket buffers hold: 60 s of WAV, 10 MB
+    audio_file("in/song.wav", seconds=60.0 if fault.kind == "throttle_upload" else 1.0)
     config = write_config(tmp_path, emulator.base_url)
     log = tmp_path / "daemon.log"
     cmd = [sys.executable, "-m", "daemon", "--config", str(config), "--log-format", "json", "run"]
@@ -90,3 +96,5 @@ def test_sigterm_exits_within_10_s(
     tail = log.read_text(errors="replace")[-3000:]
     assert code == 0, tail
     assert took_s < 10.0, tail
+    if fault.kind == "throttle_upload":  # stopped mid-body: the create was never made
+        assert len(emulator.jobs) == 0 and "upload stopped" in tail, tail

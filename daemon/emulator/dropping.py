@@ -1,5 +1,7 @@
 """Dropping connections from an ASGI app (faults ``drop_upload``, ``drop_after_create``,
-``drop_download``).
+``drop_download``), and a slow uplink (``throttle_upload``: each piece of the request body
+is taken ``delay_s / 20`` after the last, so a body larger than the socket buffers keeps
+the client sending for minutes).
 
 uvicorn answers 500 when an app fails before starting its response, so a "drop" here sends
 the response head (status 200 and a Content-Length) and then fails: uvicorn closes the
@@ -9,6 +11,7 @@ socket and the client sees the body cut short (``httpx.RemoteProtocolError``, or
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -84,8 +87,25 @@ class DropLayer:
         if self.state.faults.take(endpoint, {"drop_upload"}) is not None:
             self.state.count_call(endpoint)
             await _drop_mid_upload(receive, send)
+        throttle = self.state.faults.take(endpoint, {"throttle_upload"})
+        if throttle is not None:
+            receive = _throttled_receive(receive, throttle.delay_s / UPLOAD_PIECES)
         request_state: dict[str, object] = scope.setdefault("state", {})
         await self.app(scope, receive, _dropping_send(send, request_state))
+
+
+UPLOAD_PIECES = 20
+"""``throttle_upload``: each body message waits ``delay_s`` / this."""
+
+
+def _throttled_receive(receive: Receive, pause_s: float) -> Receive:
+    async def slow() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            await asyncio.sleep(pause_s)
+        return message
+
+    return slow
 
 
 async def _drop_mid_upload(receive: Receive, send: Send) -> None:

@@ -25,6 +25,7 @@ FAULT_KINDS = frozenset(
         "done_without_files",
         "delay_answer",
         "throttle_download",
+        "throttle_upload",
     }
 )
 ENDPOINTS = frozenset(
