@@ -2,7 +2,8 @@
 
 :class:`Daemon` owns the running parts and their order of start and stop; ``run_service``
 adds the signal contract used by systemd and launchd (SIGTERM/SIGINT: stop taking work,
-leave jobs running at MVSEP, exit within 10 s).
+leave jobs running at MVSEP, exit within 10 s; SIGHUP: ``Daemon.reload``, the config read
+again and swapped, see :mod:`daemon.reload`).
 """
 
 from __future__ import annotations
