@@ -2,7 +2,8 @@
 
 :class:`Daemon` owns the running parts and their order of start and stop; ``run_service``
 adds the signal contract used by systemd and launchd (SIGTERM/SIGINT: stop taking work,
-leave jobs running at MVSEP, exit within 10 s).
+leave jobs running at MVSEP, exit within 10 s; SIGHUP: ``Daemon.reload``, the config read
+again and swapped, see :mod:`daemon.reload`).
 """
 
 from __future__ import annotations
@@ -23,18 +24,28 @@ from daemon.catalogue import Catalogue, CatalogueCache
 from daemon.config import InboxSection, Settings, load_settings
 from daemon.engine import Engine, EngineSettings
 from daemon.engine.scheduler import ENGINE_THREAD_PREFIX
-from daemon.errors import ApiAuthError, ConfigError, JournalGoneError, RetryLater
+from daemon.errors import (
+    ApiAuthError,
+    ApiError,
+    ConfigError,
+    JournalGoneError,
+    MvsepWatchError,
+    RetryLater,
+)
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
 from daemon.jobs import JobRequest, SourceFile
 from daemon.journal import ACCOUNT_NOTE, Journal
 from daemon.logs import register_secret
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import Pacer, PollPolicy
+from daemon.reload import ReloadPlan, plan_reload
 from daemon.watcher import InboxWatcher, ReadyFile, WatchedInbox
 
 log = structlog.get_logger(__name__)
 
 ProgressHook = Callable[[int, str, Mapping[str, Any]], None]
+Routes = tuple[dict[str, InboxSection], dict[str, JobRequest]]
+"""Inbox name -> its section, preset name -> its request: what a found file is journaled with."""
 
 
 def make_client(settings: Settings) -> MvsepClient:
@@ -188,8 +199,8 @@ class Daemon:
         self.settings = settings
         self._label = config_label
         self._on_progress = on_progress
-        self._inboxes = {ib.display_name: ib for ib in settings.inbox}
-        self._requests: dict[str, JobRequest] = {}
+        # inbox name -> section, preset -> request: one tuple, swapped whole by a reload
+        self._routes: Routes = ({ib.display_name: ib for ib in settings.inbox}, {})
         self.client: MvsepClient | None = None
         self.journal: Journal | None = None
         self.engine: Engine | None = None
@@ -204,9 +215,8 @@ class Daemon:
         premium = premium_of(self.client)  # a refused token first: exit 2, one line
         self.journal.set_note(ACCOUNT_NOTE, None)  # a pause of an earlier run is over
         catalogue = load_catalogue(self.settings, self.client)
-        self._requests = resolve_presets(
-            self.settings, catalogue, premium=premium, where=self._label
-        )
+        requests = resolve_presets(self.settings, catalogue, premium=premium, where=self._label)
+        self._routes = (self._routes[0], requests)
         self.engine = Engine(
             journal=self.journal,
             client=self.client,
@@ -271,31 +281,102 @@ class Daemon:
             self.client.close()
         log.info("daemon stopped")
 
-    def reload_token(self, config_path: Path) -> None:
-        """SIGHUP: read the API token again (env, token file, config file) and check the
-        account with it now: submits paused by a refused token go on if it works. Only the
-        token is reloaded; other settings need a restart."""
+    def reload(self, config_path: Path, *, env: Mapping[str, str] | None = None) -> bool:
+        """SIGHUP: read and validate the whole config again (presets against the catalogue,
+        as ``start`` does), then swap it (what a reload changes: :mod:`daemon.reload`). An
+        invalid config is logged with its problems and the running one kept. The token is
+        read again and the account checked with it. Returns whether the config was applied."""
+        log.info("SIGHUP: reading the config again", config_file=str(config_path))
         try:
-            token = load_settings(config_path, require_token=True)[0].token()
-        except ConfigError as exc:
-            log.warning("SIGHUP: the config cannot be read; the token is unchanged", error=str(exc))
-            return
+            new, _ = load_settings(config_path, env=env, require_token=True, require_inboxes=True)
+            plan = plan_reload(self.settings, new)
+            requests = self._requests_for(new, plan)
+            self._prepare_inboxes(new, plan)
+        except MvsepWatchError as exc:  # a ConfigError, or no catalogue to resolve against
+            problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+            log.error("config reload refused; the running config is kept",
+                      config_file=str(config_path), problems=problems)  # fmt: skip
+            return False
+        self._swap(new, plan, requests)
+        self._reload_token(new, changed=plan.token_changed)
+        return True
+
+    def _requests_for(self, new: Settings, plan: ReloadPlan) -> dict[str, JobRequest]:
+        """The requests of the new presets: unchanged ones kept, new and changed ones
+        resolved against the catalogue (premium checks skipped if MVSEP cannot say)."""
+        names = plan.presets_to_resolve
+        requests = {k: v for k, v in self._routes[1].items() if k in new.presets}
+        if names and self.client is not None:
+            catalogue = load_catalogue(self.settings, self.client)
+            subset = new.model_copy(update={"presets": {n: new.presets[n] for n in names}})
+            premium = self._premium_now()
+            requests |= resolve_presets(subset, catalogue, premium=premium, where=self._label)
+        return requests
+
+    def _premium_now(self) -> bool | None:
+        assert self.client is not None
+        try:
+            return self.client.user().premium_enabled
+        except ApiError:
+            return None
+
+    def _prepare_inboxes(self, new: Settings, plan: ReloadPlan) -> None:
+        """The checks ``start`` makes, for the inboxes added or changed: their template
+        first (all of them), then a missing output folder is created."""
+        touched = set(plan.inboxes_added) | {c.name for c in plan.inboxes_changed}
+        chosen = [(i, ib) for i, ib in enumerate(new.inbox) if ib.display_name in touched]
+        for i, inbox in chosen:
+            self._check_template(i, inbox)
+        for i, inbox in chosen:
+            self._make_output(i, inbox)
+
+    def _swap(self, new: Settings, plan: ReloadPlan, requests: dict[str, JobRequest]) -> None:
+        """Files found from now on use the new inboxes and presets; journaled jobs keep what
+        they were journaled with. Keys that need a restart keep their running value."""
+        mvsep = self.settings.mvsep.model_copy(
+            update={"api_token": new.mvsep.api_token, "api_token_file": new.mvsep.api_token_file}
+        )
+        update = {"inbox": new.inbox, "presets": new.presets, "mvsep": mvsep}
+        self.settings = self.settings.model_copy(update=update)
+        sections = {ib.display_name: ib for ib in new.inbox}
+        self._routes = (sections, requests)
+        if self.watcher is not None:
+            watch = plan.inboxes_added + plan.rewatched
+            applied = self.watcher.update_inboxes(
+                add=[watched_inbox(sections[name]) for name in watch],
+                remove=plan.inboxes_removed + plan.rewatched,
+            )
+            if not applied:
+                log.warning("the watcher is busy (a long scan?): it applies the inbox changes next")
+        if plan.applies_anything:
+            log.info("config reloaded", **plan.summary())
+        else:
+            log.info("config reloaded: no inbox or preset changed")
+        if plan.needs_restart:
+            log.warning("config reloaded; needs a restart: " + ", ".join(plan.needs_restart),
+                        needs_restart=list(plan.needs_restart))  # fmt: skip
+
+    def _reload_token(self, new: Settings, *, changed: bool) -> None:
+        """The token of the new config (env, token file, config file) goes to the client;
+        the account is checked with it now: submits paused by a refused token go on."""
+        token = new.token()
         if self.client is None or self.engine is None or not token:
             return
         register_secret(token)
         self.client.set_token(token)
         self.engine.recheck_account()
-        log.info("SIGHUP: API token reloaded; the account is checked now")
+        log.info("API token reloaded; the account is checked now", changed=changed)
 
     def source_for(self, ready: ReadyFile) -> SourceFile:
-        inbox = self._inboxes[ready.inbox]
-        preset = preset_for(inbox, ready.relative_path, self._requests)
+        sections, requests = self._routes
+        inbox = sections[ready.inbox]
+        preset = preset_for(inbox, ready.relative_path, requests)
         return SourceFile(
             path=ready.path,
             inbox=ready.inbox,
             relative_path=ready.relative_path,
             preset=preset,
-            request=self._requests[preset],
+            request=requests[preset],
             output_dir=inbox.output,
             output_template=inbox.output_template or DEFAULT_TEMPLATE,
             failed_dir=inbox.failed_path,
@@ -307,6 +388,9 @@ class Daemon:
 
     def _on_ready(self, ready: ReadyFile) -> None:
         assert self.engine is not None
+        if ready.inbox not in self._routes[0]:  # removed by a reload while it was handed on
+            log.info("file not taken: its inbox left the config", file=str(ready.path))
+            return
         try:
             self.engine.submit_file(self.source_for(ready))
         except FileNotFoundError:
@@ -347,7 +431,7 @@ def run_service(settings: Settings, *, config_path: Path) -> int:
                 daemon.journal.check_intact()
             if reload.is_set():
                 reload.clear()
-                daemon.reload_token(config_path)
+                daemon.reload(config_path)
     except JournalGoneError as exc:  # a person must look: no restart onto an empty journal
         log.error("journal deleted or replaced; stopping", error=str(exc))
         return exc.exit_code

@@ -1,7 +1,9 @@
 """Watch inbox folders and report each file once it has finished writing.
 
 * :mod:`~daemon.watcher.checker`: :class:`InboxWatcher`, the checker thread (start/stop,
-  the loop, rescans, dirty paths, pause/resume, ``on_ready``/``on_removed``);
+  the loop, rescans, dirty paths, pause/resume, ``on_ready``/``on_removed``, inboxes
+  added or removed while running);
+* :mod:`~daemon.watcher.watches`: each inbox's observer watch placed and removed;
 * :mod:`~daemon.watcher.inbox`: :class:`WatchedInbox`, :class:`ReadyFile` and one inbox's
   runtime state (root probe, ignore rules, the skip log);
 * :mod:`~daemon.watcher.observers`: the watchdog side (subscribed events, the nudging

@@ -32,7 +32,8 @@ import os
 import stat as stat_mod
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -41,13 +42,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon.stability import DEFAULT_SETTLE_S, Settled
-from daemon.watcher.health import (
-    MissedEvents,
-    decide_mode,
-    listable,
-    next_delay,
-    watch_alive,
-)
+from daemon.watcher.health import MissedEvents, listable, next_delay, watch_alive
 from daemon.watcher.inbox import (
     DEFAULT_RESCAN_INTERVAL_S,
     InboxState,
@@ -57,19 +52,28 @@ from daemon.watcher.inbox import (
     walk,
 )
 from daemon.watcher.mounts import MOUNTINFO
-from daemon.watcher.observers import (
-    EVENT_TYPES,
-    INOTIFY_FIXES,
-    Nudger,
-    OverflowListener,
-    log_inotify_fix,
-)
+from daemon.watcher.observers import OverflowListener
+from daemon.watcher.watches import Watches
 
 log = structlog.get_logger("daemon.watcher")
 
 Clock = Callable[[], float]
 _WIN_HIDDEN_OR_SYSTEM = 0x2 | 0x4  # FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_SYSTEM
 HANDOFF_RETRY_S = 30.0  # a failed hand-off brings the next rescan this close at least
+
+
+@dataclass(frozen=True)
+class _Update:
+    """Inboxes to stop watching, then to watch; ``done`` once the checker applied it."""
+
+    add: tuple[WatchedInbox, ...]
+    remove: frozenset[str]
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _tick_for(inboxes: Sequence[WatchedInbox]) -> float:
+    settle = min((i.settle_s for i in inboxes), default=DEFAULT_SETTLE_S)
+    return max(0.05, min(1.0, settle / 2))
 
 
 class InboxWatcher:
@@ -104,12 +108,15 @@ class InboxWatcher:
         self._on_removed = on_removed
         self._rescan_interval_s = rescan_interval_s
         self._clock = clock
-        self._observer_factory = observer_factory
-        self._polling_factory = polling_factory or (lambda s: PollingObserver(timeout=s))
-        self._mountinfo = mountinfo
-        settle = min((i.settle_s for i in inboxes), default=DEFAULT_SETTLE_S)
-        self._tick_s = max(0.05, min(1.0, settle / 2))
+        self._watches = Watches(
+            observer_factory=observer_factory,
+            polling_factory=polling_factory or (lambda s: PollingObserver(timeout=s)),
+            mountinfo=mountinfo,
+            nudge=self._nudge,
+        )
+        self._tick_s = _tick_for(inboxes)
         self._lifecycle = threading.Lock()
+        self._pending: list[_Update] = []  # inbox updates for the checker thread, under _dirty_lock
         self._dirty_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -117,7 +124,6 @@ class InboxWatcher:
         self._overflow_logged = False
         self._next_rescan = 0.0
         self._thread: threading.Thread | None = None
-        self._native: BaseObserver | None = None
         self._overflow_listener = OverflowListener(self._on_inotify_overflow)
         self._unreadable_logged: set[tuple[str, str]] = set()
 
@@ -130,17 +136,11 @@ class InboxWatcher:
             if self._thread is not None:
                 return
             self._stopping.clear()
-            self._native = self._observer_factory()
-            self._native.start()
+            self._watches.start()
             for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
                 logging.getLogger(name).addHandler(self._overflow_listener)
             for inbox in self._inboxes:
-                inbox.paused = not inbox.probe_root()[0]
-                if inbox.paused:
-                    inbox.log.warning("inbox paused: folder missing (unmounted share?)",
-                                      path=str(inbox.root))  # fmt: skip
-                else:
-                    self._schedule(inbox)
+                self._watch_first(inbox)
             self._rescan_requested = True
             self._thread = threading.Thread(target=self._run, name="inbox-checker", daemon=True)
             self._thread.start()
@@ -154,18 +154,67 @@ class InboxWatcher:
             self._stopping.set()
             self._wake.set()
             thread.join(timeout_s)
-            observers = {id(o): o for o in [self._native, *(i.observer for i in self._inboxes)]}
-            for inbox in self._inboxes:
-                inbox.observer = inbox.watch = None
-            self._native = None
-            for observer in observers.values():
-                if observer is not None:
-                    observer.stop()
-            for observer in observers.values():
-                if observer is not None:
-                    observer.join(timeout_s)
+            self._watches.stop(self._inboxes, timeout_s)
             for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
                 logging.getLogger(name).removeHandler(self._overflow_listener)
+            self._apply_pending(running=False)  # posted while stopping: applied all the same
+
+    def update_inboxes(
+        self, *, add: Sequence[WatchedInbox] = (), remove: Collection[str] = (),
+        timeout_s: float = 10.0,
+    ) -> bool:  # fmt: skip
+        """Stop watching the inboxes named in ``remove``, then watch those in ``add`` (a name
+        in both is watched afresh with its new spec: a scan finds its files again, which the
+        journal already knows). A removed inbox's files are forgotten, never reported
+        removed. Thread-safe: applied on the checker thread between two passes; returns
+        whether it was applied within ``timeout_s``. Raises ValueError for a name that
+        would be watched twice."""
+        names = [i.spec.name for i in self._inboxes if i.spec.name not in remove]
+        names += [spec.name for spec in add]
+        if len(set(names)) != len(names):
+            raise ValueError(f"inbox names must be unique: {names}")
+        update = _Update(tuple(add), frozenset(remove))
+        with self._lifecycle:
+            if self._thread is None:
+                self._apply(update, running=False)
+                return True
+            with self._dirty_lock:
+                self._pending.append(update)
+            self._wake.set()
+        return update.done.wait(timeout_s)
+
+    def _apply_pending(self, *, running: bool) -> None:
+        with self._dirty_lock:
+            pending, self._pending = self._pending, []
+        for update in pending:
+            self._apply(update, running=running)
+
+    def _apply(self, update: _Update, *, running: bool) -> None:
+        kept: list[InboxState] = []
+        for inbox in self._inboxes:
+            if inbox.spec.name not in update.remove:
+                kept.append(inbox)
+                continue
+            self._watches.release(inbox)
+            inbox.log.info("inbox no longer watched", path=str(inbox.root))
+        added = [make_inbox(spec) for spec in update.add]
+        for inbox in added:
+            if running:
+                self._watch_first(inbox)
+            inbox.log.info("inbox watched", path=str(inbox.root))
+        self._inboxes = kept + added  # a new list: other threads may be iterating the old
+        self._tick_s = _tick_for([i.spec for i in self._inboxes])
+        update.done.set()
+
+    def _watch_first(self, inbox: InboxState) -> None:
+        """Watch a newly started inbox, or pause it when its folder is missing; the checker
+        scans it at its next pass (``needs_scan``)."""
+        inbox.paused = not inbox.probe_root()[0]
+        if inbox.paused:
+            inbox.log.warning("inbox paused: folder missing (unmounted share?)",
+                              path=str(inbox.root))  # fmt: skip
+        else:
+            self._watches.place(inbox)
 
     def paused(self) -> list[str]:
         """Names of the inboxes paused now: their folder is missing, or their watch died
@@ -182,47 +231,6 @@ class InboxWatcher:
         self._wake.set()
 
     # ------------------------------------------------------------ observer side
-
-    def _schedule(self, inbox: InboxState) -> None:
-        """(Re)place the observer watch on the inbox root; fall back to polling when the
-        inotify limits are hit."""
-        self._unschedule(inbox)
-        decide_mode(inbox, self._mountinfo)
-        inbox.audit = False  # the first scan after this finds what no event could report
-        inbox.suspects.clear()
-        inbox.real_root = os.path.realpath(inbox.root)
-        handler = Nudger(lambda path, is_dir: self._nudge(inbox, path, is_dir))
-        try:
-            inbox.observer = self._observer_for(inbox)
-            inbox.watch = inbox.observer.schedule(
-                handler, str(inbox.root), recursive=inbox.spec.recursive, event_filter=EVENT_TYPES
-            )
-        except OSError as exc:
-            inbox.watch = None
-            if inbox.use_polling or exc.errno not in INOTIFY_FIXES:
-                inbox.log.warning("cannot watch inbox; relying on rescans", error=str(exc))
-                return
-            log_inotify_fix(inbox.log, exc)
-            inbox.forced_polling = "inotify limit reached"
-            self._schedule(inbox)
-
-    def _observer_for(self, inbox: InboxState) -> BaseObserver:
-        if not inbox.use_polling:
-            assert self._native is not None
-            return self._native
-        if inbox.observer is None or inbox.observer is self._native:
-            observer = self._polling_factory(inbox.spec.poll_interval_s)
-            observer.start()
-            inbox.observer = observer
-        return inbox.observer
-
-    def _unschedule(self, inbox: InboxState) -> None:
-        watch, inbox.watch = inbox.watch, None
-        if watch is not None and inbox.observer is not None:
-            try:
-                inbox.observer.unschedule(watch)
-            except (KeyError, OSError, RuntimeError) as exc:
-                inbox.log.debug("unschedule failed", error=repr(exc))
 
     def _nudge(self, inbox: InboxState, path: str, is_dir: bool) -> None:
         with self._dirty_lock:
@@ -247,6 +255,7 @@ class InboxWatcher:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
+                self._apply_pending(running=True)
                 self._tick()
             except Exception:  # the checker must outlive any bug or odd filesystem
                 log.exception("watcher tick failed")
@@ -291,7 +300,7 @@ class InboxWatcher:
             return False
         inbox.restart_delay = next_delay(inbox.restart_delay)
         inbox.restart_at = now + inbox.restart_delay
-        self._unschedule(inbox)
+        self._watches.remove(inbox)
         inbox.log.warning(
             "file watching stopped (share unreachable?); inbox paused, restarting the watch",
             path=str(inbox.root),
@@ -310,7 +319,7 @@ class InboxWatcher:
             return False
         inbox.restart_at = None
         inbox.restarted_at = now
-        self._schedule(inbox)
+        self._watches.place(inbox)
         inbox.needs_scan = True
         inbox.log.info("file watching restarted; rescanning", path=str(inbox.root))
         return True
@@ -332,7 +341,7 @@ class InboxWatcher:
             file=rel,
             poll_interval_s=inbox.spec.poll_interval_s,
         )
-        self._schedule(inbox)
+        self._watches.place(inbox)
 
     # ------------------------------------------------------------- pause/resume
 
@@ -341,7 +350,7 @@ class InboxWatcher:
         if not present:
             if not inbox.paused:
                 inbox.paused = True
-                self._unschedule(inbox)
+                self._watches.remove(inbox)
                 inbox.log.warning("inbox paused: folder missing (unmounted share?)",
                                   path=str(inbox.root), tracked=len(inbox.tracker))  # fmt: skip
             return False
@@ -353,7 +362,7 @@ class InboxWatcher:
         else:
             return True
         inbox.needs_scan = True
-        self._schedule(inbox)
+        self._watches.place(inbox)
         return True
 
     # ----------------------------------------------------------------- scanning
