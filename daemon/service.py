@@ -30,6 +30,7 @@ from daemon.journal import ACCOUNT_NOTE, Journal
 from daemon.logs import register_secret
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import Pacer, PollPolicy
+from daemon.sdnotify import ExtendingStart, Notifier, summary
 from daemon.watcher import InboxWatcher, ReadyFile, WatchedInbox
 
 log = structlog.get_logger(__name__)
@@ -340,21 +341,51 @@ def run_service(settings: Settings, *, config_path: Path) -> int:
     reload = threading.Event()
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda s, f: reload.set())
+    notifier = Notifier()  # systemd Type=notify; a no-op elsewhere
     try:
-        daemon.start()
+        notifier.status("starting: account, catalogue, journal")
+        with ExtendingStart(notifier):
+            daemon.start()
+        notifier.watch_loops(loop_stamps(daemon))
+        notifier.ready()
         while not stop.wait(0.2):
             if daemon.journal is not None:
                 daemon.journal.check_intact()
             if reload.is_set():
                 reload.clear()
+                notifier.reloading()
                 daemon.reload_token(config_path)
+                notifier.ready()
+            notifier.watchdog()
+            notifier.refresh_status(lambda: status_line(daemon))
     except JournalGoneError as exc:  # a person must look: no restart onto an empty journal
         log.error("journal deleted or replaced; stopping", error=str(exc))
         return exc.exit_code
     finally:
+        notifier.stopping()
         daemon.stop(timeout_s=STOP_TIMEOUT_S - 1.0)
     leave_without_busy_workers()
     return 0
+
+
+def loop_stamps(daemon: Daemon) -> list[Callable[[], float | None]]:
+    """The engine's and the watcher's last ticks: the systemd watchdog pings while both move."""
+    engine, watcher = daemon.engine, daemon.watcher
+    return [
+        lambda: engine.last_tick if engine else None,
+        lambda: watcher.last_tick if watcher else None,
+    ]
+
+
+def status_line(daemon: Daemon) -> str:
+    """systemd's STATUS= line (cached by the notifier: it is sent when it changes)."""
+    if daemon.journal is None or daemon.watcher is None:
+        return "starting"
+    return summary(
+        daemon.journal.counts_by_state(),
+        paused=daemon.watcher.paused(),
+        account_paused=daemon.journal.note(ACCOUNT_NOTE) is not None,
+    )
 
 
 STOP_TIMEOUT_S = 10.0

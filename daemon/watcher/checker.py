@@ -116,6 +116,7 @@ class InboxWatcher:
         self._rescan_requested = True
         self._overflow_logged = False
         self._next_rescan = 0.0
+        self.last_tick: float | None = None  # time.monotonic() of the last tick: sd watchdog
         self._thread: threading.Thread | None = None
         self._native: BaseObserver | None = None
         self._overflow_listener = OverflowListener(self._on_inotify_overflow)
@@ -246,6 +247,7 @@ class InboxWatcher:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            self.last_tick = time.monotonic()
             try:
                 self._tick()
             except Exception:  # the checker must outlive any bug or odd filesystem
