@@ -50,7 +50,7 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 # the command modules beside the built-in ones; each has register(sub) (daemon/commands/)
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("daemon.commands.service",)
 
 
 def build_parser() -> argparse.ArgumentParser:
