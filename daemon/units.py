@@ -129,7 +129,13 @@ def _token(paths: InstallPaths) -> list[str]:
     ]
 
 
-def _protect_home(paths: InstallPaths) -> list[str]:
+def _protect_home(paths: InstallPaths, scope: Scope) -> list[str]:
+    if scope == "user":
+        return [
+            "# ProtectHome=read-only, not yes: a user unit's notify socket is in /run/user",
+            "# (yes would hide it); the folders it writes are opened again by ReadWritePaths.",
+            "ProtectHome=read-only",
+        ]
     if under_home(paths):
         return [
             "# ProtectHome=read-only, not yes: this install (venv, config or folders) is under",
@@ -196,7 +202,7 @@ def _service_section(paths: InstallPaths, scope: Scope) -> list[str]:
         "",
         "# Sandbox: read-only everywhere but the inboxes, outputs and state below.",
         f"ReadWritePaths={_words(writable(paths))}",
-        *_protect_home(paths),
+        *_protect_home(paths, scope),
     ]
     return [*lines, *HARDENING.splitlines(), ""]
 

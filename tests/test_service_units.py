@@ -145,6 +145,8 @@ def test_protect_home_follows_where_the_install_is() -> None:
         outputs=(PurePosixPath("/srv/out"),),
     )
     assert unit_lines(systemd_unit(srv, "system"))["ProtectHome"] == ["yes"]
+    # a user unit's notify socket is under /run/user, which ProtectHome=yes would hide
+    assert unit_lines(systemd_unit(srv, "user"))["ProtectHome"] == ["read-only"]
 
 
 def test_the_user_unit_waits_for_the_system_network_online_target() -> None:
