@@ -43,8 +43,20 @@ def register(sub: SubParsers) -> None:
     for name, handler in (("install", install), ("uninstall", uninstall), ("status", status)):
         action = actions.add_parser(name, help=helps[name])
         scope = action.add_mutually_exclusive_group()
-        scope.add_argument("--user", dest="scope", action="store_const", const="user")
-        scope.add_argument("--system", dest="scope", action="store_const", const="system")
+        scope.add_argument(
+            "--user",
+            dest="scope",
+            action="store_const",
+            const="user",
+            help="a systemd user unit, or the launchd agent (the default)",
+        )
+        scope.add_argument(
+            "--system",
+            dest="scope",
+            action="store_const",
+            const="system",
+            help="a systemd system unit (run with sudo; it runs as you, User=)",
+        )
         action.add_argument(
             "--manager",
             choices=["systemd", "launchd"],
