@@ -161,3 +161,18 @@ def test_the_token_comes_from_the_systemd_credential(tmp_path: Path, config: Pat
     assert load_settings(config, env={})[0].token() == "service-token-1"
     env["MVSEP_API_TOKEN"] = "env-token"
     assert load_settings(config, env=env)[0].token() == "env-token"  # the env still wins
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sudo's case: needs root (chown to another user)")
+def test_under_sudo_the_unit_runs_as_the_sudo_user_who_owns_the_new_folders(
+    tmp_path: Path, config: Path
+) -> None:
+    from daemon.commands.service import _make_folder
+
+    nobody = pwd.getpwnam("nobody")
+    args = ["service", "install", "--system", "--dry-run", "--config", str(config)]
+    done = cli(tmp_path, *args, SUDO_USER="nobody")
+    assert "\nUser=nobody\n" in done.stdout, done.stderr
+    _make_folder(tmp_path / "new" / "state", nobody)
+    assert (tmp_path / "new").stat().st_uid == nobody.pw_uid
+    assert (tmp_path / "new" / "state").stat().st_uid == nobody.pw_uid

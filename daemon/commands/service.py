@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -96,10 +97,9 @@ def install(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         _note(f"dry run: would write {where.path}", f"next: {where.next_command()}", *warnings)
         return EXIT_WARN if warnings else EXIT_OK
+    owner = service_user(os.environ) if where.scope == "system" and os.geteuid() == 0 else None
     for folder in folders_to_create(paths):
-        if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
-            print(f"created {folder}")
+        _make_folder(folder, owner)
     before = where.path.read_text(encoding="utf-8") if where.path.is_file() else None
     try:
         write_atomically(where.path, lambda fh: fh.write(text.encode("utf-8")))
@@ -116,6 +116,18 @@ def install(args: argparse.Namespace) -> int:
     if where.manager == "systemd" and where.scope == "user":
         print("(to keep it running while you are logged out: loginctl enable-linger $USER)")
     return EXIT_WARN if warnings else EXIT_OK
+
+
+def _make_folder(folder: Path, owner: pwd.struct_passwd | None) -> None:
+    """Create ``folder`` (and missing parents); under sudo they belong to the unit's user."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    if not missing:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in reversed(missing):
+        if owner is not None:
+            os.chown(made, owner.pw_uid, owner.pw_gid)
+    print(f"created {folder}")
 
 
 def _describe(where: Target, text: str) -> str:
