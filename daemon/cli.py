@@ -50,7 +50,7 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 # the command modules beside the built-in ones; each has register(sub) (daemon/commands/)
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("daemon.commands.service",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +194,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from daemon.status import print_status
 
         return print_status(settings, as_json=args.json, limit=args.limit)
-    from daemon.service import run_service
+    from daemon.runner import run_service
 
     return run_service(settings, config_path=path)
 

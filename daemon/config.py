@@ -5,7 +5,8 @@ from: ``--config PATH``, else ``$MVSEP_WATCH_CONFIG``, else the platform config 
 (``~/.config/mvsep-watch/config.toml`` on Linux, ``~/Library/Application Support/...`` on
 macOS). Any key can be overridden from the environment as ``MVSEP_WATCH_<SECTION>__<KEY>``
 (e.g. ``MVSEP_WATCH_MVSEP__BASE_URL``). The API token may come from ``$MVSEP_API_TOKEN``,
-from ``[mvsep] api_token_file`` or from ``[mvsep] api_token``, in that order of precedence.
+from systemd's credential ``$CREDENTIALS_DIRECTORY/mvsep_token``, from ``[mvsep] api_token_file``
+or from ``[mvsep] api_token``, in that order of precedence.
 
 Every problem becomes one line of a :class:`~daemon.errors.ConfigError` naming the file, the
 key and what was expected; the CLI prints them and exits with code 2.
@@ -31,6 +32,8 @@ APP_NAME = "mvsep-watch"
 ENV_CONFIG = "MVSEP_WATCH_CONFIG"
 ENV_TOKEN = "MVSEP_API_TOKEN"
 ENV_PREFIX = "MVSEP_WATCH_"
+CREDENTIAL_NAME = "mvsep_token"
+"""systemd ``LoadCredential=mvsep_token:FILE``: read from ``$CREDENTIALS_DIRECTORY``."""
 ARCHIVE_DIR_NAME = "_processed"
 """Default archive folder inside an inbox (``[[inbox]] archive_dir``)."""
 FAILED_DIR_NAME = "_failed"
@@ -385,8 +388,11 @@ def _anchor_paths(settings: Settings, base: Path) -> Settings:
 
 def _with_token(settings: Settings, path: Path, env: Mapping[str, str]) -> Settings:
     token: str | None = None
+    credential = Path(env.get("CREDENTIALS_DIRECTORY", "")) / CREDENTIAL_NAME
     if env.get(ENV_TOKEN, "").strip():
         token = env[ENV_TOKEN].strip()
+    elif env.get("CREDENTIALS_DIRECTORY") and credential.is_file():  # systemd LoadCredential
+        token = _read_token_file(credential, path)
     elif settings.mvsep.api_token_file is not None:
         token = _read_token_file(settings.mvsep.api_token_file.expanduser(), path)
     if token is None:

@@ -8,14 +8,9 @@ again and swapped, see :mod:`daemon.reload`).
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
-from types import FrameType
 from typing import Any
 
 import structlog
@@ -23,12 +18,10 @@ import structlog
 from daemon.catalogue import Catalogue, CatalogueCache
 from daemon.config import InboxSection, Settings, load_settings
 from daemon.engine import Engine, EngineSettings
-from daemon.engine.scheduler import ENGINE_THREAD_PREFIX
 from daemon.errors import (
     ApiAuthError,
     ApiError,
     ConfigError,
-    JournalGoneError,
     MvsepWatchError,
     RetryLater,
 )
@@ -410,71 +403,5 @@ def preset_for(inbox: InboxSection, relative_path: str, known: dict[str, JobRequ
     return inbox.preset
 
 
-def run_service(settings: Settings, *, config_path: Path) -> int:
-    """`mvsep-watch run`: start, wait for SIGTERM/SIGINT, stop within 10 s."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("signal received; stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    daemon = Daemon(settings, config_label=str(config_path))
-    reload = threading.Event()
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda s, f: reload.set())
-    try:
-        daemon.start()
-        while not stop.wait(0.2):
-            if daemon.journal is not None:
-                daemon.journal.check_intact()
-            if reload.is_set():
-                reload.clear()
-                daemon.reload(config_path)
-    except JournalGoneError as exc:  # a person must look: no restart onto an empty journal
-        log.error("journal deleted or replaced; stopping", error=str(exc))
-        return exc.exit_code
-    finally:
-        daemon.stop(timeout_s=STOP_TIMEOUT_S - 1.0)
-    leave_without_busy_workers()
-    return 0
-
-
-STOP_TIMEOUT_S = 10.0
-"""SIGTERM to exit at most this long (the service units allow 20 s before SIGKILL)."""
-
 ENGINE_STOP_S = 4.0
 """How long a stop waits for busy workers (journal writes finish in far less)."""
-
-
-def leave_without_busy_workers(grace_s: float = 0.5) -> None:
-    """End the process now if worker threads are still busy after the engine stopped.
-
-    A worker can be inside a request already on the wire (an upload, a slow answer) or a
-    retry's back-off; Python's exit would wait for it, past the 10 s promised. Its job is
-    safe: every state change is in the journal (closed by now), a create whose answer never
-    came is reconciled through the history, a download resumes from its ``.part``. So the
-    process leaves without it, exit code 0.
-    """
-    deadline = time.monotonic() + grace_s
-    busy = [t for t in threading.enumerate() if _holds_exit(t)]
-    for thread in busy:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    names = [t.name for t in busy if t.is_alive()]
-    if not names:
-        return
-    log.warning("leaving busy worker threads behind; their jobs resume on restart", threads=names)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _holds_exit(thread: threading.Thread) -> bool:
-    """Whether Python's exit would wait for ``thread``: a non-daemon thread, or a worker of
-    the engine's pool. The pool's workers are started by the (daemon) scheduler thread and
-    so are daemon threads too, yet ``concurrent.futures`` joins them at exit all the same: a
-    worker waiting for a create's answer held the exit for the whole read timeout."""
-    if thread is threading.main_thread() or not thread.is_alive():
-        return False
-    return not thread.daemon or thread.name.startswith(ENGINE_THREAD_PREFIX)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -105,6 +106,7 @@ class Engine:
         self._started = False
         self._account_reading = False
         self._roots = MissingRoots()
+        self.last_tick: float | None = None  # time.monotonic() of the last pass: sd watchdog
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         journal.on_change = chain_listeners(journal.on_change, self._on_change)
@@ -245,6 +247,7 @@ class Engine:
         self._started = True
         log.info("engine started", slots=self._slots.limit, slots_known=self._slots.known)
         while not self._ctx.stopping.is_set() and journal_intact(self._ctx):
+            self.last_tick = time.monotonic()  # real time: liveness, not the scheduling clock
             try:
                 wait_s = self.tick(self._ctx.clock.monotonic())
             except Exception:

@@ -123,6 +123,7 @@ class InboxWatcher:
         self._rescan_requested = True
         self._overflow_logged = False
         self._next_rescan = 0.0
+        self.last_tick: float | None = None  # time.monotonic() of the last tick: sd watchdog
         self._thread: threading.Thread | None = None
         self._overflow_listener = OverflowListener(self._on_inotify_overflow)
         self._unreadable_logged: set[tuple[str, str]] = set()
@@ -254,6 +255,7 @@ class InboxWatcher:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            self.last_tick = time.monotonic()
             try:
                 self._apply_pending(running=True)
                 self._tick()

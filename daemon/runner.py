@@ -1,0 +1,128 @@
+"""`mvsep-watch run`: the process around a :class:`~daemon.service.Daemon`.
+
+The signal contract used by systemd and launchd: SIGTERM/SIGINT stop taking work, leave jobs
+running at MVSEP and exit within 10 s (busy workers are left behind: their jobs resume from
+the journal); SIGHUP reloads the config (``Daemon.reload``, :mod:`daemon.reload`); a journal
+deleted under the daemon stops it with exit code 2. systemd's ``Type=notify`` protocol
+(:mod:`daemon.sdnotify`): READY once watching, STATUS kept current, WATCHDOG while the loops
+tick, RELOADING around a reload, STOPPING.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from daemon.config import Settings
+from daemon.engine.scheduler import ENGINE_THREAD_PREFIX
+from daemon.errors import JournalGoneError
+from daemon.journal import ACCOUNT_NOTE
+from daemon.sdnotify import ExtendingStart, Notifier, summary
+from daemon.service import Daemon
+
+log = structlog.get_logger(__name__)
+
+
+def run_service(settings: Settings, *, config_path: Path) -> int:
+    """`mvsep-watch run`: start, wait for SIGTERM/SIGINT, stop within 10 s."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal received; stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    daemon = Daemon(settings, config_label=str(config_path))
+    reload = threading.Event()
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda s, f: reload.set())
+    notifier = Notifier()  # systemd Type=notify; a no-op elsewhere
+    try:
+        notifier.status("starting: account, catalogue, journal")
+        with ExtendingStart(notifier):
+            daemon.start()
+        notifier.watch_loops(loop_stamps(daemon))
+        notifier.ready()
+        while not stop.wait(0.2):
+            if daemon.journal is not None:
+                daemon.journal.check_intact()
+            if reload.is_set():
+                reload.clear()
+                notifier.reloading()
+                daemon.reload(config_path)
+                notifier.ready()
+            notifier.watchdog()
+            notifier.refresh_status(lambda: status_line(daemon))
+    except JournalGoneError as exc:  # a person must look: no restart onto an empty journal
+        log.error("journal deleted or replaced; stopping", error=str(exc))
+        return exc.exit_code
+    finally:
+        notifier.stopping()
+        daemon.stop(timeout_s=STOP_TIMEOUT_S - 1.0)
+    leave_without_busy_workers()
+    return 0
+
+
+def loop_stamps(daemon: Daemon) -> list[Callable[[], float | None]]:
+    """The engine's and the watcher's last ticks: the systemd watchdog pings while both move."""
+    engine, watcher = daemon.engine, daemon.watcher
+    return [
+        lambda: engine.last_tick if engine else None,
+        lambda: watcher.last_tick if watcher else None,
+    ]
+
+
+def status_line(daemon: Daemon) -> str:
+    """systemd's STATUS= line (cached by the notifier: it is sent when it changes)."""
+    if daemon.journal is None or daemon.watcher is None:
+        return "starting"
+    return summary(
+        daemon.journal.counts_by_state(),
+        paused=daemon.watcher.paused(),
+        account_paused=daemon.journal.note(ACCOUNT_NOTE) is not None,
+    )
+
+
+STOP_TIMEOUT_S = 10.0
+"""SIGTERM to exit at most this long (the service units allow 20 s before SIGKILL)."""
+
+
+def leave_without_busy_workers(grace_s: float = 0.5) -> None:
+    """End the process now if worker threads are still busy after the engine stopped.
+
+    A worker can be inside a request already on the wire (an upload, a slow answer) or a
+    retry's back-off; Python's exit would wait for it, past the 10 s promised. Its job is
+    safe: every state change is in the journal (closed by now), a create whose answer never
+    came is reconciled through the history, a download resumes from its ``.part``. So the
+    process leaves without it, exit code 0.
+    """
+    deadline = time.monotonic() + grace_s
+    busy = [t for t in threading.enumerate() if _holds_exit(t)]
+    for thread in busy:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    names = [t.name for t in busy if t.is_alive()]
+    if not names:
+        return
+    log.warning("leaving busy worker threads behind; their jobs resume on restart", threads=names)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _holds_exit(thread: threading.Thread) -> bool:
+    """Whether Python's exit would wait for ``thread``: a non-daemon thread, or a worker of
+    the engine's pool. The pool's workers are started by the (daemon) scheduler thread and
+    so are daemon threads too, yet ``concurrent.futures`` joins them at exit all the same: a
+    worker waiting for a create's answer held the exit for the whole read timeout."""
+    if thread is threading.main_thread() or not thread.is_alive():
+        return False
+    return not thread.daemon or thread.name.startswith(ENGINE_THREAD_PREFIX)
