@@ -34,6 +34,7 @@ from daemon.engine.changes import chain_listeners, change_fields, change_level
 from daemon.engine.context import Context, ProgressHook, ids, journal_intact, log
 from daemon.engine.dispose import finish_disposal
 from daemon.engine.poll import Polls
+from daemon.engine.requests import Requests
 from daemon.engine.roots import MissingRoots
 from daemon.engine.settings import EngineSettings
 from daemon.engine.slots import Slots
@@ -105,6 +106,7 @@ class Engine:
         self._started = False
         self._account_reading = False
         self._roots = MissingRoots()
+        self._requests = Requests(self._ctx, cancel=self.cancel_job)  # `jobs retry` etc.
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         journal.on_change = chain_listeners(journal.on_change, self._on_change)
@@ -183,6 +185,7 @@ class Engine:
         )
         self._thread = threading.Thread(target=self._run, name="mvsep-scheduler", daemon=True)
         self._thread.start()
+        self._requests.start(self.wake)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking work, abort transfers, let journal writes finish; return within
@@ -283,6 +286,7 @@ class Engine:
         due (on the worker pool, once :meth:`start` made one); return the seconds until
         something is due next. The scheduler thread calls it; a test may too."""
         next_s = _MAX_WAIT_S
+        self._requests.tick(self._pool)
         for job in self.journal.undisposed():
             wait_s = max(dispose.due_in(self._ctx, job), self._not_before.get(job.id, 0.0) - now)
             if wait_s > 0:  # a disposal that failed, or a step that raised: not yet

@@ -42,6 +42,7 @@ from watchdog.observers.polling import PollingObserver
 
 from daemon.stability import DEFAULT_SETTLE_S, Settled
 from daemon.watcher.health import (
+    HealthNotes,
     MissedEvents,
     decide_mode,
     listable,
@@ -80,6 +81,7 @@ class InboxWatcher:
     ``observer_factory`` builds the native observer (a seam for tests and for platforms
     where the native backend misbehaves), ``polling_factory`` a polling one from its
     interval; ``mountinfo`` is where ``poll = "auto"`` reads the filesystem types;
+    ``on_health(name, json)`` hears each inbox's watch mode and pause when they change;
     ``clock`` is monotonic seconds. How each inbox is watched, and why, is in
     :mod:`~daemon.watcher.health`.
     """
@@ -95,6 +97,7 @@ class InboxWatcher:
         observer_factory: Callable[[], BaseObserver] = Observer,
         polling_factory: Callable[[float], BaseObserver] | None = None,
         mountinfo: Path = MOUNTINFO,
+        on_health: Callable[[str, str], None] | None = None,
     ) -> None:
         names = [i.name for i in inboxes]
         if len(set(names)) != len(names):
@@ -107,6 +110,7 @@ class InboxWatcher:
         self._observer_factory = observer_factory
         self._polling_factory = polling_factory or (lambda s: PollingObserver(timeout=s))
         self._mountinfo = mountinfo
+        self._health = None if on_health is None else HealthNotes(on_health)  # for `status`
         settle = min((i.settle_s for i in inboxes), default=DEFAULT_SETTLE_S)
         self._tick_s = max(0.05, min(1.0, settle / 2))
         self._lifecycle = threading.Lock()
@@ -280,6 +284,8 @@ class InboxWatcher:
             self._process_dirty(inbox)
             self._check_events(inbox)
             self._sample_due(inbox)
+        if self._health is not None:
+            self._health.report(self._inboxes)
 
     # --------------------------------------------------------------- watch health
 
