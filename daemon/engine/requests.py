@@ -46,7 +46,7 @@ class Requests:
         self._ctx = ctx
         self._cancel = cancel
         self._lock = threading.Lock()
-        self._busy: set[int] = set()
+        self._busy: set[int] = set()  # started (and answered) by this engine
         self._thread: threading.Thread | None = None
 
     def start(self, wake: Callable[[], None]) -> None:
@@ -97,11 +97,9 @@ class Requests:
         except Exception as exc:  # a bug, or the disk: answered, never left pending
             log.exception("request failed", **fields)
             ok, text = False, f"{request.action} failed: {exc}"
-        try:
-            self._ctx.journal.finish_request(request.id, ok=ok, result=text)
-        finally:
-            with self._lock:
-                self._busy.discard(request.id)
+        # its id stays in _busy: a pass that read the pending rows before this answer was
+        # written must not carry it out a second time
+        self._ctx.journal.finish_request(request.id, ok=ok, result=text)
         level = log.info if ok else log.warning
         level("request carried out" if ok else "request refused", **fields, result=text)
 
