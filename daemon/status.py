@@ -6,7 +6,12 @@ the API token, so nothing here can print it.
 Each job shows its current state (MVSEP's own status only while the job is at MVSEP, never
 a stale one beside a terminal state), its inbox, preset and output folder, what it cost
 (the history's ``credits``; 0 for a job filed from an earlier result; else the estimate,
-marked as such), its attempts and its last error or note. Times are UTC with the zone.
+marked as such), its attempts and its last error or note, its age and its progress (queue
+position, chunks, upload/download %: journaled by the daemon at most about once a second).
+Each inbox shows its folder, its watch mode and why, whether it is paused and why (the
+daemon's notes: as of its last run when it is not running) and its jobs per state; then
+the totals and the credits used today. One query per table, none per job. Times are UTC
+with the zone.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from daemon.journal import ACCOUNT_NOTE, INBOX_NOTE, Journal, daemon_pid
 _AT_MVSEP = frozenset({JobState.SUBMITTING, JobState.QUEUED})
 
 
-def _utc(stamp: float) -> str:
+def utc_text(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, tz=UTC).isoformat(timespec="seconds")
 
 
@@ -69,11 +74,11 @@ def job_summary(job: Job, earlier: Job | None = None) -> dict[str, Any]:
         "estimated_credits": job.estimated_credits,
         "outputs": list(job.outputs),
         "source_disposed": job.source_disposed,
-        "updated_at": _utc(job.updated_at),
+        "updated_at": utc_text(job.updated_at),
     }
 
 
-def _summaries(journal: Journal, jobs: list[Job]) -> list[dict[str, Any]]:
+def summaries(journal: Journal, jobs: list[Job]) -> list[dict[str, Any]]:
     """One summary per job: two queries whatever the count (earlier jobs, progress)."""
     earlier = journal.jobs_by_id(j.duplicate_of for j in jobs if j.duplicate_of is not None)
     progress = journal.progress_all()
@@ -167,7 +172,7 @@ def _with_health(inboxes: list[dict[str, Any]], journal: Journal) -> None:
         inbox["mode"] = health.get("mode")
         inbox["mode_reason"] = health.get("reason")
         inbox["paused"] = health.get("paused")
-        inbox["mode_since"] = None if note is None else _utc(note[1])
+        inbox["mode_since"] = None if note is None else utc_text(note[1])
         inbox["counts"] = counts.get(inbox["inbox"], {})
 
 
@@ -184,11 +189,11 @@ def collect(settings: Settings, *, limit: int = 20) -> dict[str, Any]:
     daemon = {"running": pid is not None, "pid": pid}
     with Journal(path, read_only=True) as journal:
         counts = journal.counts_by_state()
-        recent = _summaries(journal, journal.recent_jobs(limit))
+        recent = summaries(journal, journal.recent_jobs(limit))
         paused = journal.note(ACCOUNT_NOTE)
         _with_health(inboxes, journal)
         today = journal.credits_since(_today_start())
-    account = None if paused is None else {"paused": paused[0], "since": _utc(paused[1])}
+    account = None if paused is None else {"paused": paused[0], "since": utc_text(paused[1])}
     return {"journal": str(path), "daemon": daemon, "account": account, "inboxes": inboxes,
             "counts": counts, "total": sum(counts.values()), "credits_today": today,
             "recent": recent}  # fmt: skip

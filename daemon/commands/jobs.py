@@ -70,12 +70,12 @@ def _print_json(data: object) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from daemon.status import JOB_HEADER, _summaries, job_lines
+    from daemon.status import JOB_HEADER, job_lines, summaries
 
     settings, _ = load_config(args)
     with Journal(settings.journal.path, read_only=True) as journal:
         found = journal.find_jobs(states=args.state or (), inbox=args.inbox, limit=args.limit)
-        rows = _summaries(journal, found)
+        rows = summaries(journal, found)
     if args.json:
         _print_json(rows)
         return EXIT_OK
@@ -89,7 +89,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from daemon.status import _summaries, _utc, job_lines
+    from daemon.status import job_lines, summaries, utc_text
 
     settings, _ = load_config(args)
     with Journal(settings.journal.path, read_only=True) as journal:
@@ -97,9 +97,9 @@ def run_show(args: argparse.Namespace) -> int:
         if not found:
             print(f"error: no job {args.job_id} in {settings.journal.path}", file=sys.stderr)
             return EXIT_FAIL
-        (summary,) = _summaries(journal, list(found.values()))
+        (summary,) = summaries(journal, list(found.values()))
         events = journal.events(args.job_id, limit=1_000_000)
-    history = [{"at": _utc(e.at), "kind": e.kind, "from": e.from_state, "to": e.to_state,
+    history = [{"at": utc_text(e.at), "kind": e.kind, "from": e.from_state, "to": e.to_state,
                 "reason": e.reason, "data": e.data} for e in events]  # fmt: skip
     if args.json:
         _print_json({**summary, "events": history})
