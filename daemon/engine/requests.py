@@ -51,8 +51,8 @@ class Requests:
 
     def start(self, wake: Callable[[], None]) -> None:
         """Look for new requests every :data:`LOOK_S` until the engine stops."""
-        if self._thread is not None and self._thread.is_alive():
-            return
+        if self._thread is not None:  # a stop woke it and it ends (two would only both wake)
+            self._thread.join(2 * LOOK_S)
         self._thread = threading.Thread(
             target=self._look, args=(wake,), name="mvsep-requests", daemon=True
         )
