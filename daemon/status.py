@@ -210,7 +210,7 @@ def _inbox_lines(inbox: dict[str, Any], running: bool) -> list[str]:
     if inbox["mode"] is not None:
         mode = "polling" if inbox["mode"] == "polling" else "native events"
         why = f" ({inbox['mode_reason']})" if inbox["mode_reason"] else ""
-        when = "" if running else f" (when the daemon last ran, {inbox['mode_since']})"
+        when = "" if running else f", as of the daemon's last run ({inbox['mode_since']})"
         lines.append(f"    watch: {mode}{why}{when}")
     if inbox["paused"]:
         lines.append(f"    PAUSED: {inbox['paused']}")

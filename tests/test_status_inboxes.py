@@ -80,7 +80,7 @@ def test_status_shows_each_inbox_mode_and_its_pause(
     daemons.clear()
     text, data = status_of(settings)
     assert data["daemon"] == {"running": False, "pid": None}
-    assert "(when the daemon last ran, " in text and "daemon: not running" in text
+    assert ", as of the daemon's last run (" in text and "daemon: not running" in text
 
 
 def _source(tmp: Path, name: str) -> SourceFile:
