@@ -100,40 +100,41 @@ def settings_for(tmp: Path, journal: Path) -> Settings:
     return load_settings(config, env={})[0]
 
 
-class Ticks:
-    """An injected monotonic clock."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_progress_is_journaled_at_most_once_a_second_and_shown(tmp_path: Path) -> None:
+def test_progress_is_journaled_by_its_own_flush_and_shown(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
-    ticks = Ticks()
     with Journal(path) as journal:
         job, _ = journal.record_seen(_source(tmp_path, "a.wav"), size=12, mtime=1.0)
-        hook = JournalProgress(journal, every_s=1.0, monotonic=ticks)
+        hook = JournalProgress(journal, thread=False)  # the test is the flushing thread
         hook(job.id, "upload", {"sent": 10, "total": 100})
-        hook(job.id, "upload", {"sent": 20, "total": 100})  # within the second: not written
-        assert journal.progress_all()[job.id] == {"upload": {"sent": 10, "total": 100}}
-        ticks.now += 1.0
-        hook(job.id, "upload", {"sent": 50, "total": 100})
-        assert journal.progress_all()[job.id]["upload"]["sent"] == 50
-        hook(job.id, "upload", {"sent": 100, "total": 100})  # the end: written at once
-        assert journal.progress_all()[job.id]["upload"]["sent"] == 100
+        hook(job.id, "upload", {"sent": 20, "total": 100})
+        assert journal.progress_all() == {}  # the transfer's thread never writes
+        hook.flush()
+        assert journal.progress_all()[job.id] == {"upload": {"sent": 20, "total": 100}}
         hook(job.id, "state", {"state": "queued", "event": "submitted", "reason": ""})
+        hook.flush()
         assert job.id not in journal.progress_all()  # the upload is over
         queue = {"status": "waiting", "current_order": 3, "queue_count": 7,
                  "finished_chunks": 2, "all_chunks": 5}  # fmt: skip
         hook(job.id, "queue", queue)
+        hook.flush()
         text, data = status_of(settings_for(tmp_path, path))
         assert data["recent"][0]["progress"] == {"queue": queue}
         assert "queue 3, chunks 2/5" in text
         hook(job.id, "state", {"state": "failed", "event": "failed", "reason": "x"})
+        hook.flush()
         assert journal.progress_all() == {}
+        hook(99, "upload", {"sent": 1, "total": 2})  # a job forgotten meanwhile: no row
+        hook.flush()
+        assert journal.progress_all() == {}
+
+
+def test_progress_is_written_by_the_hooks_thread(tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        job, _ = journal.record_seen(_source(tmp_path, "a.wav"), size=12, mtime=1.0)
+        hook = JournalProgress(journal, every_s=0.05)
+        hook(job.id, "download", {"stem": "vocals", "received": 5, "total": 10})
+        wait_until(lambda: job.id in journal.progress_all(), "the progress row")
+        hook.close()
 
 
 def test_status_progress_of_a_download_and_the_credits_today(tmp_path: Path) -> None:
@@ -143,8 +144,9 @@ def test_status_progress_of_a_download_and_the_credits_today(tmp_path: Path) -> 
         journal.mark_prepared(job.id, "0" * 64, 2.0)
         assert journal.claim_next_ready(lambda: "n0nce") is not None
         journal.mark_submitted(job.id, "h-1", credits=1.5)
-        JournalProgress(journal)(job.id, "download", {"stem": "vocals", "received": 30,
-                                                       "total": 40})  # fmt: skip
+        hook = JournalProgress(journal, thread=False)
+        hook(job.id, "download", {"stem": "vocals", "received": 30, "total": 40})
+        hook.flush()
     text, data = status_of(settings_for(tmp_path, path))
     assert "download vocals 75%" in text
     assert data["credits_today"] == 1.5 and "credits used today: 1.5" in text

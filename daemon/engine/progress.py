@@ -1,22 +1,23 @@
 """Each active job's progress, kept in the journal for ``status`` (another process).
 
-:class:`JournalProgress` is an ``on_progress`` hook (``daemon.engine.context.ProgressHook``):
-the latest queue position and chunks (``queue``), upload and download bytes (``upload``,
-``download``) of each job are written to the journal's ``progress`` table at most once per
-``every_s`` per job (the last bytes of a transfer at once), never on the transfer's own
-path beyond a dict update and a clock read. A state change drops what belonged to the
-state before; a finished job's row is deleted.
+:class:`JournalProgress` is an ``on_progress`` hook (``daemon.engine.context.ProgressHook``).
+On the caller's thread (an upload or download in flight) it only updates a dict: the
+latest queue position and chunks (``queue``), upload and download bytes (``upload``,
+``download``) of each job. A thread of its own writes what changed to the journal's
+``progress`` table once every ``every_s``, all jobs in one transaction: never on a
+transfer's path. A state change drops what belonged to the state before; a finished
+job's row is deleted.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
+from daemon.errors import JournalError
 from daemon.journal import Journal
 
 log = structlog.get_logger(__name__)
@@ -26,21 +27,18 @@ _ENDS = ("filed", "failed", "cancelled")  # the events that end a job
 
 
 class JournalProgress:
-    """``hook(job_id, kind, data)``: progress into the journal, throttled per job."""
+    """``hook(job_id, kind, data)``: progress into the journal, at most once per ``every_s``."""
 
-    def __init__(
-        self,
-        journal: Journal,
-        *,
-        every_s: float = 1.0,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, journal: Journal, *, every_s: float = 1.0, thread: bool = True) -> None:
+        """``thread=False``: nothing is written until :meth:`flush` (tests drive it)."""
         self._journal = journal
         self._every_s = every_s
-        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._latest: dict[int, dict[str, Any]] = {}
-        self._written_at: dict[int, float] = {}
+        self._dirty: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._use_thread = thread
 
     def __call__(self, job_id: int, kind: str, data: Mapping[str, Any]) -> None:
         if kind == "state":
@@ -48,38 +46,48 @@ class JournalProgress:
             return
         if kind not in _KINDS:
             return
-        now = self._monotonic()
         with self._lock:
             latest = self._latest.setdefault(job_id, {})
-            if latest.get(kind) == dict(data):
-                return
-            latest[kind] = dict(data)
-            due = now - self._written_at.get(job_id, -self._every_s) >= self._every_s
-            if not (due or _complete(kind, data)):
-                return
-            self._written_at[job_id] = now
-            snapshot = {k: dict(v) for k, v in latest.items()}
-        self._write(job_id, snapshot)
+            if latest.get(kind) != dict(data):
+                latest[kind] = dict(data)
+                self._dirty.add(job_id)
+        self._ensure_thread()
 
     def _state(self, job_id: int, *, ended: bool) -> None:
         with self._lock:
             had = self._latest.pop(job_id, None)
-            self._written_at.pop(job_id, None)
-        if had is not None or ended:  # ended: a row from before a restart goes too
-            self._write(job_id, None)
+            if had is not None or ended:  # ended: a row from before a restart goes too
+                self._dirty.add(job_id)
 
-    def _write(self, job_id: int, data: dict[str, Any] | None) -> None:
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if not self._use_thread or self._thread is not None:
+                return
+            thread = self._thread = threading.Thread(
+                target=self._run, name="mvsep-progress", daemon=True
+            )
+        thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            if self._journal.closed:
+                return
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what changed since the last flush (one transaction)."""
+        with self._lock:
+            changes = {job_id: self._latest.get(job_id) for job_id in self._dirty}
+            self._dirty.clear()
+        if not changes:
+            return
         try:
-            self._journal.set_progress(job_id, data)
-        except Exception as exc:  # a progress line must never break a job
-            log.debug("progress not journaled", job_id=job_id, error=str(exc))
+            self._journal.set_progress_many(changes)
+        except (JournalError, OSError) as exc:  # progress must never break a job
+            log.debug("progress not journaled", error=str(exc))
 
-
-def _complete(kind: str, data: Mapping[str, Any]) -> bool:
-    """The last bytes of a transfer: written at once (``status`` shows 100 %)."""
-    done, total = (data.get("sent"), data.get("total")) if kind == "upload" else (
-        data.get("received"), data.get("total"))  # fmt: skip
-    return isinstance(total, int) and total > 0 and done == total
+    def close(self) -> None:
+        self._stop.set()
 
 
 def chain_progress(

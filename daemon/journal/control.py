@@ -20,7 +20,7 @@ import fcntl
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,16 +191,20 @@ class JournalControl:
 
     # ------------------------------------------------------------ progress and notes
 
-    def set_progress(self, job_id: int, data: dict[str, Any] | None) -> None:
-        """The job's latest progress (None: none any more)."""
+    def set_progress_many(self, changes: Mapping[int, dict[str, Any] | None]) -> None:
+        """Each job's latest progress (None: none any more), in one transaction. A job
+        forgotten meanwhile gets no row."""
+        now = self._clock.time()
         with self.transaction() as db:
-            if data is None:
-                db.execute("DELETE FROM progress WHERE job_id = ?", (job_id,))
-                return
-            db.execute(
-                "INSERT OR REPLACE INTO progress (job_id, data, at) VALUES (?, ?, ?)",
-                (job_id, json.dumps(data, sort_keys=True), self._clock.time()),
-            )
+            for job_id, data in changes.items():
+                if data is None:
+                    db.execute("DELETE FROM progress WHERE job_id = ?", (job_id,))
+                    continue
+                db.execute(
+                    "INSERT OR REPLACE INTO progress (job_id, data, at)"
+                    " SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?)",
+                    (job_id, json.dumps(data, sort_keys=True), now, job_id),
+                )
 
     def progress_all(self) -> dict[int, dict[str, Any]]:
         """Every job's latest progress (one query)."""
