@@ -50,7 +50,11 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 # the command modules beside the built-in ones; each has register(sub) (daemon/commands/)
-COMMAND_MODULES: tuple[str, ...] = ("daemon.commands.service",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "daemon.commands.status",
+    "daemon.commands.jobs",
+    "daemon.commands.service",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,9 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the daemon in the foreground (systemd/launchd start this)")
     _add_demo(sub)
     _add_separate(sub)
-    status = sub.add_parser("status", help="show the journal: jobs per state, recent jobs")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--limit", type=int, default=20, help="recent jobs to list")
     sub.add_parser("check-config", help="validate the config file and exit")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -190,10 +191,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         print(f"{path}: OK ({len(settings.inbox)} inbox(es), {len(settings.presets)} preset(s))")
         return EXIT_OK
-    if args.command == "status":
-        from daemon.status import print_status
-
-        return print_status(settings, as_json=args.json, limit=args.limit)
     from daemon.runner import run_service
 
     return run_service(settings, config_path=path)

@@ -8,6 +8,7 @@ again and swapped, see :mod:`daemon.reload`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
@@ -18,6 +19,7 @@ import structlog
 from daemon.catalogue import Catalogue, CatalogueCache
 from daemon.config import InboxSection, Settings, load_settings
 from daemon.engine import Engine, EngineSettings
+from daemon.engine.progress import JournalProgress, chain_progress
 from daemon.errors import (
     ApiAuthError,
     ApiError,
@@ -27,7 +29,7 @@ from daemon.errors import (
 )
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
 from daemon.jobs import JobRequest, SourceFile
-from daemon.journal import ACCOUNT_NOTE, Journal
+from daemon.journal import ACCOUNT_NOTE, INBOX_NOTE, Journal
 from daemon.logs import register_secret
 from daemon.mvsep.client import MvsepClient
 from daemon.pacing import Pacer, PollPolicy
@@ -215,7 +217,7 @@ class Daemon:
             client=self.client,
             settings=engine_settings(self.settings),
             poll_policy=poll_policy(self.settings),
-            on_progress=self._on_progress,
+            on_progress=chain_progress(JournalProgress(self.journal), self._on_progress),
             premium=premium,
         )
         self.engine.start()
@@ -224,6 +226,7 @@ class Daemon:
             on_ready=self._on_ready,
             on_removed=self._on_removed,
             rescan_interval_s=self.settings.watch.rescan_interval_s,
+            on_health=functools.partial(note_inbox, self.journal),  # for `status`
         )
         self.watcher.start()
         log.info(
@@ -393,6 +396,10 @@ class Daemon:
     def _on_removed(self, path: Path) -> None:
         if self.engine is not None:
             self.engine.cancel_path(path, "the file was removed from its inbox")
+
+
+def note_inbox(journal: Journal, name: str, health: str) -> None:
+    journal.set_note(INBOX_NOTE + name, health)
 
 
 def preset_for(inbox: InboxSection, relative_path: str, known: dict[str, JobRequest]) -> str:

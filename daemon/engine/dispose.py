@@ -13,6 +13,7 @@ at DEBUG. After ``retry_deadline_s`` the disposal is given up: the input stays w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,6 +142,24 @@ def replaced_not_removed(job: Job) -> bool:
     goes on (a paid job is never cancelled for being replaced; its disposal leaves the new
     file alone). Its own file still there, or nothing there: a removal."""
     return is_same_file(job) is False
+
+
+def removed_jobs(jobs: Sequence[Job]) -> list[Job]:
+    """Of every job seen at one path, those its removal cancels: unfinished, the newest
+    version's. A job whose file had been replaced by a newer version (a later job of the
+    path) lost nothing now and goes on, even when that newer file is what left (archived
+    after its own job, or deleted); a job whose file is still there was not removed."""
+    newest = max((j.id for j in jobs), default=0)
+    out = []
+    for job in jobs:
+        if job.state.is_terminal or replaced_not_removed(job):
+            continue
+        if job.id < newest:
+            log.info("an earlier version's job goes on: its file was replaced, not removed",
+                     **_ids(job), newer_job=newest)  # fmt: skip
+            continue
+        out.append(job)
+    return out
 
 
 # ---------------------------------------------------------------- disposal errors

@@ -35,6 +35,7 @@ from daemon.engine.changes import chain_listeners, change_fields, change_level
 from daemon.engine.context import Context, ProgressHook, ids, journal_intact, log
 from daemon.engine.dispose import finish_disposal
 from daemon.engine.poll import Polls
+from daemon.engine.requests import Requests
 from daemon.engine.roots import MissingRoots
 from daemon.engine.settings import EngineSettings
 from daemon.engine.slots import Slots
@@ -107,6 +108,7 @@ class Engine:
         self._account_reading = False
         self._roots = MissingRoots()
         self.last_tick: float | None = None  # time.monotonic() of the last pass: sd watchdog
+        self._requests = Requests(self._ctx, cancel=self.cancel_job)  # `jobs retry` etc.
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         journal.on_change = chain_listeners(journal.on_change, self._on_change)
@@ -152,20 +154,9 @@ class Engine:
                 self._cancel(old.id, reason, source_gone=False)
 
     def cancel_path(self, path: Path, reason: str) -> None:
-        """The input at ``path`` was removed: cancel its unfinished jobs.
-
-        Only the jobs of the file that was there: a job whose file had been replaced by a
-        newer version (a later job of the same path) lost nothing now and goes on, even
-        when that newer file is what left (archived after its own job, or deleted)."""
-        jobs = self.journal.jobs_for_path(path)
-        newest = max((j.id for j in jobs), default=0)
-        for job in jobs:
-            if job.state.is_terminal or dispose.replaced_not_removed(job):
-                continue  # another file there now: not removed
-            if job.id < newest:
-                log.info("an earlier version's job goes on: its file was replaced, not removed",
-                         **ids(job), newer_job=newest)  # fmt: skip
-                continue
+        """The input at ``path`` was removed: cancel the jobs of the file that was there
+        (:func:`~daemon.engine.dispose.removed_jobs`: a replaced version's job goes on)."""
+        for job in dispose.removed_jobs(self.journal.jobs_for_path(path)):
             self._cancel(job.id, reason, source_gone=True)
 
     def cancel_job(self, job_id: int, reason: str) -> None:
@@ -196,6 +187,7 @@ class Engine:
         )
         self._thread = threading.Thread(target=self._run, name="mvsep-scheduler", daemon=True)
         self._thread.start()
+        self._requests.start(self.wake)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop taking work, abort transfers, let journal writes finish; return within
@@ -297,6 +289,7 @@ class Engine:
         due (on the worker pool, once :meth:`start` made one); return the seconds until
         something is due next. The scheduler thread calls it; a test may too."""
         next_s = _MAX_WAIT_S
+        self._requests.tick(self._pool)
         for job in self.journal.undisposed():
             wait_s = max(dispose.due_in(self._ctx, job), self._not_before.get(job.id, 0.0) - now)
             if wait_s > 0:  # a disposal that failed, or a step that raised: not yet

@@ -7,11 +7,32 @@
 * :mod:`~daemon.journal.schema`: DDL, ``PRAGMA user_version`` migrations;
 * :mod:`~daemon.journal.guard`: the locks (lock file, and on Linux one that deleting files
   cannot defeat) and the check that the journal is still in place (``check_intact``);
-* :mod:`~daemon.journal.rows`: rows <-> :class:`~daemon.jobs.Job` and :class:`EventRow`.
+* :mod:`~daemon.journal.rows`: rows <-> :class:`~daemon.jobs.Job` and :class:`EventRow`;
+* :mod:`~daemon.journal.control`: what the commands share with the running daemon (schema
+  v3): request rows (``jobs retry/cancel/forget``), each job's progress, notes by prefix.
 """
 
+from daemon.journal.control import (
+    INBOX_NOTE,
+    RequestRow,
+    daemon_pid,
+    post_request,
+    request_outcomes,
+)
 from daemon.journal.rows import EventRow
 from daemon.journal.schema import MIGRATIONS, SCHEMA_VERSION
 from daemon.journal.store import ACCOUNT_NOTE, ChangeListener, Journal
 
-__all__ = ["ACCOUNT_NOTE", "MIGRATIONS", "SCHEMA_VERSION", "ChangeListener", "EventRow", "Journal"]
+__all__ = [
+    "ACCOUNT_NOTE",
+    "INBOX_NOTE",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "ChangeListener",
+    "EventRow",
+    "Journal",
+    "RequestRow",
+    "daemon_pid",
+    "post_request",
+    "request_outcomes",
+]

@@ -120,3 +120,44 @@ class JournalReads:
                 (limit,),
             )
         return [event_from_row(r) for r in rows]
+
+    def jobs_by_id(self, ids: Iterable[int]) -> dict[int, Job]:
+        """The jobs with these ids (one query; missing ones are left out)."""
+        wanted = sorted(set(ids))
+        marks = ",".join("?" * len(wanted))
+        rows = self._read(f"SELECT * FROM jobs WHERE id IN ({marks})", wanted)
+        return {int(r["id"]): job_from_row(r) for r in rows}
+
+    def counts_by_inbox(self) -> dict[str, dict[str, int]]:
+        """Inbox name → state → jobs (one query; only states that have jobs)."""
+        rows = self._read("SELECT inbox, state, COUNT(*) AS n FROM jobs GROUP BY inbox, state")
+        counts: dict[str, dict[str, int]] = {}
+        for r in rows:
+            counts.setdefault(str(r["inbox"]), {})[str(r["state"])] = int(r["n"])
+        return counts
+
+    def credits_since(self, since: float) -> float:
+        """Credits charged for jobs submitted since ``since`` (wall clock; the history's
+        figures, an estimate where there is none yet)."""
+        rows = self._read(
+            "SELECT SUM(COALESCE(used_credits, estimated_credits, 0)) AS c FROM jobs"
+            " WHERE intent_at >= ? AND mvsep_hash IS NOT NULL",
+            (since,),
+        )
+        return float(rows[0]["c"] or 0.0)
+
+    def find_jobs(
+        self, *, states: Iterable[str] = (), inbox: str | None = None, limit: int = 1000
+    ) -> list[Job]:
+        """Jobs newest first, of these states (all if none) and this inbox (all if None)."""
+        where, args = [], []
+        wanted = list(states)
+        if wanted:
+            where.append(f"state IN ({','.join('?' * len(wanted))})")
+            args.extend(wanted)
+        if inbox is not None:
+            where.append("inbox = ?")
+            args.append(inbox)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [job_from_row(r) for r in rows]

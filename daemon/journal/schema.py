@@ -13,7 +13,7 @@ from pathlib import Path
 
 from daemon.errors import JournalVersionError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -67,8 +67,33 @@ _V1 = (
 # region that created it). NULL for jobs journaled before: they use the configured host.
 _V2 = ("ALTER TABLE jobs ADD COLUMN base_url TEXT",)
 
+# v3: what the commands and `status` share with the running daemon. ``requests``: a row
+# per `jobs retry/cancel/forget`, written by the command (the daemon holds the lock), carried
+# out by the daemon (engine/requests.py), which writes ``state`` and ``result`` back.
+# ``progress``: each active job's latest progress (queue position, chunks, transfer bytes),
+# written at most about once a second. ``notes``: daemon-wide notes (the account pause, each
+# inbox's watch mode), made on first use before v3.
+_V3 = (
+    "CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, text TEXT NOT NULL, at REAL)",
+    """CREATE TABLE IF NOT EXISTS requests (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        action TEXT NOT NULL,
+        job_id INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        result TEXT,
+        done_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS requests_state ON requests(state, id)",
+    """CREATE TABLE IF NOT EXISTS progress (
+        job_id INTEGER PRIMARY KEY,
+        data TEXT NOT NULL,
+        at REAL NOT NULL
+    )""",
+)
+
 #: version -> statements that bring version-1 up to it (run once each, in one transaction).
-MIGRATIONS: dict[int, Sequence[str]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, Sequence[str]] = {1: _V1, 2: _V2, 3: _V3}
 
 
 def user_version(db: sqlite3.Connection) -> int:

@@ -55,6 +55,7 @@ from daemon.jobs import (
     describe,
     transition,
 )
+from daemon.journal.control import JournalControl
 from daemon.journal.guard import JournalGuard
 from daemon.journal.queries import JournalReads
 from daemon.journal.rows import insert_event, job_from_row, write_job
@@ -82,7 +83,7 @@ class _WallClock:
         return time.time()
 
 
-class Journal(JournalReads):
+class Journal(JournalControl, JournalReads):
     """The persistent job journal. Open it once per daemon; close it (or use ``with``)."""
 
     def __init__(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -42,7 +41,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon.stability import DEFAULT_SETTLE_S, Settled
-from daemon.watcher.health import MissedEvents, listable, next_delay, watch_alive
+from daemon.watcher.health import HealthNotes, MissedEvents, listable, next_delay, watch_alive
 from daemon.watcher.inbox import (
     DEFAULT_RESCAN_INTERVAL_S,
     InboxState,
@@ -58,7 +57,6 @@ from daemon.watcher.watches import Watches
 log = structlog.get_logger("daemon.watcher")
 
 Clock = Callable[[], float]
-_WIN_HIDDEN_OR_SYSTEM = 0x2 | 0x4  # FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_SYSTEM
 HANDOFF_RETRY_S = 30.0  # a failed hand-off brings the next rescan this close at least
 
 
@@ -84,6 +82,7 @@ class InboxWatcher:
     ``observer_factory`` builds the native observer (a seam for tests and for platforms
     where the native backend misbehaves), ``polling_factory`` a polling one from its
     interval; ``mountinfo`` is where ``poll = "auto"`` reads the filesystem types;
+    ``on_health(name, json)`` hears each inbox's watch mode and pause when they change;
     ``clock`` is monotonic seconds. How each inbox is watched, and why, is in
     :mod:`~daemon.watcher.health`.
     """
@@ -99,6 +98,7 @@ class InboxWatcher:
         observer_factory: Callable[[], BaseObserver] = Observer,
         polling_factory: Callable[[float], BaseObserver] | None = None,
         mountinfo: Path = MOUNTINFO,
+        on_health: Callable[[str, str], None] | None = None,
     ) -> None:
         names = [i.name for i in inboxes]
         if len(set(names)) != len(names):
@@ -115,6 +115,7 @@ class InboxWatcher:
             nudge=self._nudge,
         )
         self._tick_s = _tick_for(inboxes)
+        self._health = None if on_health is None else HealthNotes(on_health)  # for `status`
         self._lifecycle = threading.Lock()
         self._pending: list[_Update] = []  # inbox updates for the checker thread, under _dirty_lock
         self._dirty_lock = threading.Lock()
@@ -291,6 +292,8 @@ class InboxWatcher:
             self._process_dirty(inbox)
             self._check_events(inbox)
             self._sample_due(inbox)
+        if self._health is not None:
+            self._health.report(self._inboxes)
 
     # --------------------------------------------------------------- watch health
 
@@ -444,11 +447,7 @@ class InboxWatcher:
     # -------------------------------------------------------- decisions, callbacks
 
     def _offer(self, inbox: InboxState, path: str, st: os.stat_result) -> None:
-        if not stat_mod.S_ISREG(st.st_mode):
-            return
-        if getattr(st, "st_file_attributes", 0) & _WIN_HIDDEN_OR_SYSTEM:
-            rel = inbox.relative(path) or path
-            inbox.skip(rel, "hidden or system attribute", "file")
+        if not inbox.worth_offering(path, st):
             return
         settled = inbox.tracker.observe(path, size=st.st_size, mtime=st.st_mtime, now=self._clock())
         if settled is not None:

@@ -11,6 +11,8 @@ Three decisions about how one inbox is watched, made on the checker thread:
   written by other machines, a bind mount, a FUSE backend). The file is a *suspect* for a
   grace period, since its event may just be on its way; if none arrives, the inbox switches
   to polling (``auto``) and says so, or warns once (``poll = false``).
+* :class:`HealthNotes`: each inbox's mode and pause, told to a callback when they change
+  (the service journals them for ``status``, which runs in another process).
 * :func:`watch_alive`: watchdog's emitters can stop for good (watchdog issue 1065: the
   polling emitter stops when its folder reads as missing, even for a moment; an emitter
   whose first snapshot fails dies at once). A dead emitter pauses its inbox and is
@@ -19,7 +21,9 @@ Three decisions about how one inbox is watched, made on the checker thread:
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from watchdog.observers.api import BaseObserver, ObservedWatch
@@ -104,3 +108,39 @@ def listable(root: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def inbox_health(inbox: InboxState) -> dict[str, str | None]:
+    """How the inbox is watched now and why, and why it is paused (None: it is not)."""
+    paused = None
+    if inbox.paused:
+        paused = "folder missing (unmounted share?)"
+    elif inbox.restart_at is not None:
+        paused = "file watching stopped; restarting the watch"
+    reason = inbox.mode_logged[1] if inbox.mode_logged is not None else None
+    return {"mode": "polling" if inbox.use_polling else "native", "reason": reason,
+            "paused": paused}  # fmt: skip
+
+
+class HealthNotes:
+    """Tells ``on_health(name, json_text)`` each inbox's :func:`inbox_health` when it
+    changed (the checker thread calls :meth:`report` after each tick)."""
+
+    def __init__(self, on_health: Callable[[str, str], None]) -> None:
+        self._on_health = on_health
+        self._told: dict[str, dict[str, str | None]] = {}
+        self._warned = False
+
+    def report(self, inboxes: Iterable[InboxState]) -> None:
+        for inbox in inboxes:
+            health = inbox_health(inbox)
+            if self._told.get(inbox.spec.name) == health:
+                continue
+            try:
+                self._on_health(inbox.spec.name, json.dumps(health, sort_keys=True))
+            except Exception as exc:  # the state disk full: watching goes on; told again later
+                if not self._warned:
+                    self._warned = True
+                    inbox.log.warning("inbox watch state not journaled", error=str(exc))
+                continue
+            self._told[inbox.spec.name] = health

@@ -84,6 +84,9 @@ def relative_excluded(root: Path, dirs: Sequence[Path]) -> tuple[PurePosixPath, 
     return tuple(p for p in out if p.parts)
 
 
+_WIN_HIDDEN_OR_SYSTEM = 0x2 | 0x4  # FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_SYSTEM
+
+
 @dataclass(eq=False)
 class InboxState:
     """Runtime state of one inbox; touched only by the checker thread (and start/stop)."""
@@ -192,6 +195,15 @@ class InboxState:
                 "set follow_symlinks = true for this inbox to process such links"
             )
         return None
+
+    def worth_offering(self, path: str, st: os.stat_result) -> bool:
+        """A regular file without Windows' hidden or system attribute (a skip is logged)."""
+        if not stat_mod.S_ISREG(st.st_mode):
+            return False
+        if getattr(st, "st_file_attributes", 0) & _WIN_HIDDEN_OR_SYSTEM:
+            self.skip(self.relative(path) or path, "hidden or system attribute", "file")
+            return False
+        return True
 
     def skip(self, rel: str, reason: str, kind: str) -> None:
         """Log once per run that ``rel`` (a ``kind``: file or folder) is skipped, and why;
