@@ -18,7 +18,6 @@ from daemon.commands import (
     EXIT_CONFIG,
     EXIT_FAIL,
     EXIT_INTERRUPTED,
-    EXIT_OK,
     load_config,
     setup_logs,
 )
@@ -50,7 +49,12 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 # the command modules beside the built-in ones; each has register(sub) (daemon/commands/)
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "daemon.commands.algorithms",
+    "daemon.commands.account",
+    "daemon.commands.init",
+    "daemon.commands.check",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the journal: jobs per state, recent jobs")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--limit", type=int, default=20, help="recent jobs to list")
-    sub.add_parser("check-config", help="validate the config file and exit")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     sub.add_parser(
@@ -187,9 +190,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings, path = load_config(
         args, require_token=args.command == "run", require_inboxes=args.command == "run"
     )
-    if args.command == "check-config":
-        print(f"{path}: OK ({len(settings.inbox)} inbox(es), {len(settings.presets)} preset(s))")
-        return EXIT_OK
     if args.command == "status":
         from daemon.status import print_status
 

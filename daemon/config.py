@@ -223,19 +223,17 @@ class Settings(BaseSettings):
         return secret.get_secret_value() if secret is not None else None
 
 
-_SECTIONS: dict[str, frozenset[str]] = {
-    name: frozenset(model.model_fields)
-    for name, model in {
-        "mvsep": MvsepSection,
-        "journal": JournalSection,
-        "presets": PresetSection,
-        "inbox": InboxSection,
-        "engine": EngineSection,
-        "watch": WatchSection,
-        "logging": LoggingSection,
-        "catalogue": CatalogueSection,
-    }.items()
+_SECTION_MODELS: dict[str, type[_Section]] = {
+    "mvsep": MvsepSection,
+    "journal": JournalSection,
+    "presets": PresetSection,
+    "inbox": InboxSection,
+    "engine": EngineSection,
+    "watch": WatchSection,
+    "logging": LoggingSection,
+    "catalogue": CatalogueSection,
 }
+_SECTIONS = {name: frozenset(model.model_fields) for name, model in _SECTION_MODELS.items()}
 """Each section's keys, for "did you mean" lines."""
 
 

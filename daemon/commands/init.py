@@ -1,0 +1,7 @@
+"""stub"""
+
+from daemon.commands import SubParsers
+
+
+def register(sub: SubParsers) -> None:
+    pass
