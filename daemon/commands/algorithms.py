@@ -35,7 +35,7 @@ def register(sub: SubParsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "search", nargs="?", help="a number, or words of the name (case-insensitive)"
+        "search", nargs="*", metavar="SEARCH", help="a number, or words of the name (any case)"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=run)
@@ -49,11 +49,12 @@ def run(args: argparse.Namespace) -> int:
         except CatalogueUnavailableError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAIL
-    found = search(sourced.catalogue, args.search)
+    query = " ".join(args.search)
+    found = search(sourced.catalogue, query)
     if args.json:
         print(json.dumps(as_json(sourced, found), indent=2, ensure_ascii=False))
     else:
-        print(render_table(sourced, found, args.search))
+        print(render_table(sourced, found, query))
     return EXIT_OK
 
 
@@ -108,7 +109,7 @@ def as_json(sourced: SourcedCatalogue, found: list[Algorithm]) -> dict[str, Any]
 def render_table(sourced: SourcedCatalogue, found: list[Algorithm], query: str | None) -> str:
     lines = [f"From {sourced.describe()}."]
     if sourced.origin != ORIGIN_LIVE:
-        lines.append("Offline: MVSEP was not asked successfully; this copy may be out of date.")
+        lines.append("Offline: this copy may be out of date.")
     if not found:
         lines.append(f"No algorithm matches {query!r}.")
         return "\n".join(lines)
