@@ -269,3 +269,17 @@ def test_inbox_poll_is_auto_true_or_false(tmp_path: Path, value: str, expected: 
 def test_inbox_poll_rejects_other_words(tmp_path: Path) -> None:
     found = problems(write(tmp_path, GOOD + 'poll = "sometimes"\n'))
     assert len(found) == 1 and "[[inbox]] #1 poll" in found[0]
+
+
+def test_the_example_keeps_the_journal_and_cache_in_the_state_folder_as_it_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    settings, _ = load_settings(ROOT / "config.example.toml", env=TOKEN_ENV)
+    state = tmp_path / ".local" / "state" / "mvsep-watch"
+    assert settings.journal.path == state / "journal.sqlite"
+    assert settings.catalogue.cache_path == state / "algorithms.json"
+    text = (ROOT / "config.example.toml").read_text()
+    assert "~/.local/state/mvsep-watch/journal.sqlite" in text
+    assert "~/.local/state/mvsep-watch/algorithms.json" in text

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ROUTE=N",
-        help="requests per minute on one route, e.g. history=120 (repeat)",
+        help="requests per minute on one route, e.g. history=120 (repeat; default: as above)",
     )
     add("--no-rate-limit", action="store_true", help="never answer 429 (default: limits on)")
     add(
