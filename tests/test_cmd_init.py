@@ -202,3 +202,17 @@ def test_prompts_on_a_terminal_save_the_token_privately(tmp_path: Path, emu: Any
     assert data["inbox"][0]["path"] == str(tmp_path / "drop")
     assert data["inbox"][0]["preset"] == "karaoke"
     assert check(target) == 0
+
+
+def test_a_token_file_not_there_yet_comes_with_the_command_that_creates_it(
+    tmp_path: Path, emu: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tok = tmp_path / "private" / "token"
+    tok.parent.mkdir()
+    code, target = init(tmp_path, emu.base_url, "--token-file", str(tok), "--yes")
+    assert code == 0 and not tok.exists()
+    hint = next(ln for ln in capsys.readouterr().out.splitlines() if "does not exist yet" in ln)
+    command = hint.split("readable by you only: ", 1)[1].replace("YOUR-TOKEN", TOKEN)
+    subprocess.run(["sh", "-c", command], check=True, timeout=30)
+    assert stat.S_IMODE(tok.stat().st_mode) == 0o600
+    assert check(target) == 0

@@ -112,25 +112,25 @@ def _folder(given: Path | None, question: str, default: Path, ask: Ask | None) -
 
 
 def _token_file(args: argparse.Namespace, ask: Ask | None) -> Path | None:
-    """The token file: given, or asked for (the token typed in hidden and saved there,
-    chmod 600); None when the token comes from ``--token`` or the environment."""
+    """The token file: given or asked for; on a terminal, a file that does not exist yet
+    is filled with the token typed in hidden (chmod 600). None when the token comes from
+    ``--token`` or the environment."""
     if args.token is not None:
         if args.token_file is not None:
             raise ValueError("give --token or --token-file, not both")
         return None
     if args.token_file is not None:
-        return Path(os.path.abspath(args.token_file.expanduser()))
-    if ask is None:
+        path = Path(os.path.abspath(args.token_file.expanduser()))
+    elif ask is not None:
+        default = default_config_path().parent / "token"
+        path = Path(os.path.abspath(Path(ask("Token file", str(default))).expanduser()))
+    else:
         return None  # $MVSEP_API_TOKEN, as the written comment says
-    default = default_config_path().parent / "token"
-    path = Path(os.path.abspath(Path(ask("Token file", str(default))).expanduser()))
-    if path.is_file():
+    if ask is None or path.is_file():
         return path
     token = getpass.getpass("API token (mvsep.com → profile → API; hidden, Enter to skip): ")
-    if not token.strip():
-        print(f"no token saved: set $MVSEP_API_TOKEN, or put it in {path}", file=sys.stderr)
-        return path
-    save_token(path, token.strip())
+    if token.strip():
+        save_token(path, token.strip())
     return path
 
 
@@ -229,6 +229,12 @@ def _say_done(target: Path, answers: InitAnswers) -> None:
     print(f"created {answers.inbox} and {answers.output} (if missing)")
     if answers.token_file is None and answers.token is None:
         print("the token: set $MVSEP_API_TOKEN (or add api_token_file to the config)")
+    elif answers.token_file is not None and not answers.token_file.is_file():
+        print(
+            f"the token file {answers.token_file} does not exist yet: put your token in it, "
+            f"readable by you only: (umask 077; printf '%s\\n' 'YOUR-TOKEN' > "
+            f"'{answers.token_file}')"
+        )
     read_by_default = resolve_config_path(None, os.environ).expanduser().absolute()
     config = "" if target == read_by_default else f" --config '{target}'"
     print(f"next: mvsep-watch{config} check-config, then mvsep-watch{config} run")
