@@ -120,7 +120,9 @@ def finish(report: Report, path: Path | None) -> int:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+    if n == 1:
+        return f"{n} {word}"
+    return f"{n} {word}es" if word.endswith(("s", "x")) else f"{n} {word}s"
 
 
 # ---------------------------------------------------------------------- templates
@@ -217,10 +219,14 @@ def check_presets(
 
 
 def check_folders(settings: Settings, where: str, report: Report) -> None:
+    before = len(report.lines)
     for i, inbox in enumerate(settings.inbox):
         check_inbox(inbox, f"{where}: [[inbox]] #{i + 1}", report)
     journal = settings.journal.path
     check_writable(journal.parent, f"{where}: [journal] path ({journal})", report)
+    if len(report.lines) == before:
+        count = _plural(len(settings.inbox), "inbox")
+        report.ok(f"folders of {count}, and the journal's, readable and writable")
 
 
 def check_inbox(inbox: InboxSection, label: str, report: Report) -> None:
