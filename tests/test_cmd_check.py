@@ -219,3 +219,23 @@ def test_an_unreadable_config_is_an_error(
     code, lines = check(path, capsys)
     assert code == 2
     assert lines[0].startswith(f"error: {path}: not valid TOML")
+
+
+def test_a_lost_journal_marker_is_an_error_as_run_refuses_to_start(
+    tmp_path: Path, emu: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, emu.base_url)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "journal.sqlite.gone").write_text("replaced while running\n")
+    code, lines = check(path, capsys)
+    assert code == 2
+    [error] = lines_of(lines, "error")
+    assert "[journal] path" in error and "replaced while running" in error
+
+
+def test_global_options_work_after_the_subcommand(
+    tmp_path: Path, emu: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, emu.base_url)
+    assert main(["check-config", "--config", str(path), "-v"]) == 0
+    assert capsys.readouterr().out.strip().endswith(": OK")

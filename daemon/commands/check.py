@@ -10,7 +10,8 @@ One line per finding: ``error:`` (``run`` would refuse to start, or could not wo
 * every preset against the catalogue: the live one, else the cached copy (saying which);
 * the folders: inboxes readable and writable (a missing one is a warning naming it: the
   daemon waits for it), outputs, archive and failed folders writable or creatable, and on
-  the inbox's filesystem (else a warning: files are copied, not renamed), the journal's folder.
+  the inbox's filesystem (else a warning: files are copied, not renamed), the journal's folder
+  and no ``<journal>.gone`` marker (a lost journal: ``run`` refuses to start).
 
 Exit codes: 0 all ok, 1 warnings only, 2 errors.
 """
@@ -224,9 +225,21 @@ def check_folders(settings: Settings, where: str, report: Report) -> None:
         check_inbox(inbox, f"{where}: [[inbox]] #{i + 1}", report)
     journal = settings.journal.path
     check_writable(journal.parent, f"{where}: [journal] path ({journal})", report)
+    check_journal_marker(journal, f"{where}: [journal] path", report)
     if len(report.lines) == before:
         count = _plural(len(settings.inbox), "inbox")
         report.ok(f"folders of {count}, and the journal's, readable and writable")
+
+
+def check_journal_marker(journal: Path, label: str, report: Report) -> None:
+    """``run`` refuses to start while ``<journal>.gone`` is there (the journal was lost)."""
+    from daemon.errors import JournalGoneError
+    from daemon.journal.guard import refuse_if_marked
+
+    try:
+        refuse_if_marked(journal)
+    except JournalGoneError as exc:
+        report.error(f"{label}: " + " ".join(str(exc).split()))
 
 
 def check_inbox(inbox: InboxSection, label: str, report: Report) -> None:
