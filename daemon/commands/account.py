@@ -17,10 +17,8 @@ from typing import Any
 from daemon.commands import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, SubParsers, load_config
 from daemon.commands.quick import quick_client
 from daemon.config import Settings
-from daemon.engine.slots import Slots
 from daemon.errors import ApiAuthError, MvsepWatchError
 from daemon.mvsep.models import QueueInfo, UserInfo
-from daemon.service import TOKEN_REFUSED, engine_settings
 
 
 def register(sub: SubParsers) -> None:
@@ -35,6 +33,8 @@ def register(sub: SubParsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from daemon.service import TOKEN_REFUSED  # the daemon's own wording; loaded when run
+
     settings, _ = load_config(args, require_token=True)
     with quick_client(settings) as client:
         try:
@@ -62,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
 def parallel_limit(settings: Settings, user: UserInfo) -> int:
     """The slot count the engine would run at with this account (its own code decides)."""
+    from daemon.engine.slots import Slots
+    from daemon.service import engine_settings
+
     slots = Slots(engine_settings(settings), lambda: user, rng=random.Random(0))
     slots.read(0.0)
     return slots.limit
