@@ -377,6 +377,17 @@ class CatalogueCache:
         log.info("algorithms catalogue refreshed", types=len(fresh), path=str(self.path))
         return Catalogue(fresh)
 
+    def refresh(self) -> Catalogue:
+        """Fetch the live catalogue and store it; raises whatever fetching raised."""
+        fresh = [_as_algorithm(a) for a in self._fetch()]
+        self._write(fresh, self._clock())
+        return Catalogue(fresh)
+
+    def cached(self) -> tuple[float, Catalogue] | None:
+        """The copy on disk and when it was fetched (epoch seconds), or None."""
+        found = self._read()
+        return None if found is None else (found[0], Catalogue(found[1]))
+
     def _fallback(
         self, cached: tuple[float, list[dict[str, Any]]] | None, exc: Exception
     ) -> Catalogue:
@@ -426,3 +437,58 @@ class CatalogueCache:
         except OSError as exc:  # a cache that cannot be written only costs a refetch
             part.unlink(missing_ok=True)
             log.warning("cannot write catalogue cache", path=str(self.path), error=str(exc))
+
+
+# ---------------------------------------------------------------------- where it came from
+
+ORIGIN_LIVE, ORIGIN_CACHE, ORIGIN_BUILTIN = "live", "cache", "built-in"
+
+
+@dataclass(frozen=True)
+class SourcedCatalogue:
+    """A catalogue and where it came from, for commands that must say so."""
+
+    catalogue: Catalogue
+    origin: str  # ORIGIN_LIVE, ORIGIN_CACHE or ORIGIN_BUILTIN
+    fetched_at: float | None = None  # epoch seconds of the copy (None: built-in)
+    error: str | None = None  # why the live catalogue could not be had
+
+    def describe(self) -> str:
+        """``the live catalogue (58 types)``, ``the cached catalogue of 2026-12-01 10:00 UTC
+        (MVSEP unreachable: ...)``, ``the built-in catalogue ...``."""
+        count = f"{len(self.catalogue)} types"
+        if self.origin == ORIGIN_LIVE:
+            return f"the live MVSEP catalogue ({count})"
+        why = f"; MVSEP could not be asked: {self.error}" if self.error else ""
+        if self.origin == ORIGIN_CACHE and self.fetched_at is not None:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.fetched_at))
+            return f"the cached catalogue of {when} ({count}{why})"
+        return f"the built-in catalogue shipped with mvsep-watch ({count}{why})"
+
+
+def builtin_catalogue() -> Catalogue:
+    """The snapshot of MVSEP's catalogue shipped in the package (the emulator serves it);
+    read as a file, so the ``[emulator]`` extra is not needed."""
+    from importlib import resources
+
+    text = resources.files("daemon").joinpath("emulator/catalogue.json").read_text("utf-8")
+    return Catalogue(json.loads(text))
+
+
+def live_or_cached(cache: CatalogueCache, *, builtin: bool = False) -> SourcedCatalogue:
+    """The live catalogue (the cache refreshed with it), else the cached copy, else (with
+    ``builtin``) the built-in one. Raises :class:`CatalogueUnavailableError` when none is."""
+    try:
+        fresh = cache.refresh()
+        return SourcedCatalogue(fresh, ORIGIN_LIVE, time.time())
+    except Exception as exc:  # any failure to fetch: say why, use a copy
+        error = str(exc) or type(exc).__name__
+    cached = cache.cached()
+    if cached is not None:
+        return SourcedCatalogue(cached[1], ORIGIN_CACHE, cached[0], error)
+    if builtin:
+        return SourcedCatalogue(builtin_catalogue(), ORIGIN_BUILTIN, None, error)
+    raise CatalogueUnavailableError(
+        f"cannot load the MVSEP algorithms catalogue: no cached copy at {cache.path} "
+        f"and fetching it failed ({error}); check the network and the API url"
+    )

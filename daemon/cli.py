@@ -18,41 +18,21 @@ from daemon.commands import (
     EXIT_CONFIG,
     EXIT_FAIL,
     EXIT_INTERRUPTED,
-    EXIT_OK,
+    add_global_options,
     load_config,
     setup_logs,
 )
 from daemon.errors import ConfigError, JournalError, MvsepWatchError
 from daemon.logs import configure_logging
 
-
-def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """``--config``, ``--log-format`` and ``-v``: before or after the subcommand.
-
-    On a subcommand they default to SUPPRESS, so one given before it is not overwritten."""
-    default: object = None if top else argparse.SUPPRESS
-    parser.add_argument(
-        "--config", metavar="PATH", default=default, help="config file (default: see README)"
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=["auto", "json", "console"],
-        default=default,
-        help="override [logging] format",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=False if top else default,
-        help="debug logging",
-    )
-
-
 # the command modules beside the built-in ones; each has register(sub) (daemon/commands/)
 COMMAND_MODULES: tuple[str, ...] = (
+    "daemon.commands.init",
+    "daemon.commands.check",
     "daemon.commands.status",
     "daemon.commands.jobs",
+    "daemon.commands.algorithms",
+    "daemon.commands.account",
     "daemon.commands.service",
 )
 
@@ -63,13 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch folders and separate dropped audio with the MVSEP API.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    _global_options(parser, top=True)
+    add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("run", help="run the daemon in the foreground (systemd/launchd start this)")
     _add_demo(sub)
     _add_separate(sub)
-    sub.add_parser("check-config", help="validate the config file and exit")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     sub.add_parser(
@@ -77,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for child in sub.choices.values():
         if child.prog.rsplit(" ", 1)[-1] != "emulator":
-            _global_options(child, top=False)
+            add_global_options(child, top=False)
     return parser
 
 
@@ -188,9 +167,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings, path = load_config(
         args, require_token=args.command == "run", require_inboxes=args.command == "run"
     )
-    if args.command == "check-config":
-        print(f"{path}: OK ({len(settings.inbox)} inbox(es), {len(settings.presets)} preset(s))")
-        return EXIT_OK
     from daemon.runner import run_service
 
     return run_service(settings, config_path=path)

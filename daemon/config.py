@@ -14,10 +14,11 @@ key and what was expected; the CLI prints them and exits with code 2.
 
 from __future__ import annotations
 
+import copy
 import os
 import stat
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,8 +26,11 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from daemon.config_messages import RENAMED_KEYS, describe_location, format_error
 from daemon.errors import ConfigError
 from daemon.formats import OutputFormat, parse_output_format
+
+__all__ = ["RENAMED_KEYS", "describe_location"]  # kept importable from here
 
 APP_NAME = "mvsep-watch"
 ENV_CONFIG = "MVSEP_WATCH_CONFIG"
@@ -38,12 +42,6 @@ ARCHIVE_DIR_NAME = "_processed"
 """Default archive folder inside an inbox (``[[inbox]] archive_dir``)."""
 FAILED_DIR_NAME = "_failed"
 """Default failed folder inside an inbox (``[[inbox]] failed_dir``)."""
-RENAMED_KEYS = {
-    "backoff_base_s": "retry_base_s",
-    "backoff_cap_s": "retry_cap_s",
-    "settle_seconds": "settle_s",
-}
-"""Keys of older versions: one name per setting from config file to code."""
 
 
 def default_config_path() -> Path:
@@ -228,6 +226,20 @@ class Settings(BaseSettings):
         return secret.get_secret_value() if secret is not None else None
 
 
+_SECTION_MODELS: dict[str, type[_Section]] = {
+    "mvsep": MvsepSection,
+    "journal": JournalSection,
+    "presets": PresetSection,
+    "inbox": InboxSection,
+    "engine": EngineSection,
+    "watch": WatchSection,
+    "logging": LoggingSection,
+    "catalogue": CatalogueSection,
+}
+_SECTIONS = {name: frozenset(model.model_fields) for name, model in _SECTION_MODELS.items()}
+"""Each section's keys, for "did you mean" lines."""
+
+
 def resolve_config_path(cli_path: str | Path | None, env: Mapping[str, str]) -> Path:
     if cli_path:
         return Path(cli_path).expanduser()
@@ -244,19 +256,45 @@ def load_settings(
     require_inboxes: bool = False,
 ) -> tuple[Settings, Path]:
     """Read, merge and validate the configuration. Raises ConfigError with one line per problem."""
+    settings, config_path, problems = collect_settings(
+        path, env=env, require_token=require_token, require_inboxes=require_inboxes
+    )
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings, config_path
+
+
+def collect_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    require_token: bool = True,
+    require_inboxes: bool = False,
+) -> tuple[Settings | None, Path, list[str]]:
+    """Every problem of the configuration at once, with the settings as far as they go.
+
+    Unknown keys and invalid values are reported, then left out, so the rest is still
+    checked (a typo does not hide a missing token); the settings are ``None`` only when what
+    is left cannot be built (a required key missing). A file that cannot be read or parsed
+    raises ConfigError (nothing else can be checked).
+    """
     environ = os.environ if env is None else env
     config_path = resolve_config_path(path, environ)
     data = _read_toml(config_path)
     _warn_if_token_readable(config_path, data)
-    settings = _validate(data, config_path, environ)
+    settings, problems = _validate(data, config_path, environ)
+    if settings is None:
+        return None, config_path, problems
     settings = _anchor_paths(settings, config_path.absolute().parent)
-    settings = _with_token(settings, config_path, environ)
-    problems = check_settings(settings, config_path, require_token=require_token)
+    try:
+        settings = _with_token(settings, config_path, environ)
+    except ConfigError as exc:  # the token file's problem says it all: no second line
+        problems += exc.problems
+        require_token = False
+    problems += check_settings(settings, config_path, require_token=require_token)
     if require_inboxes and not settings.inbox:
         problems.append(f"{config_path}: [[inbox]]: no inbox configured — add at least one")
-    if problems:
-        raise ConfigError(problems)
-    return settings, config_path
+    return settings, config_path, problems
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -296,14 +334,39 @@ def _warn_if_token_readable(path: Path, data: Mapping[str, Any]) -> None:
         )
 
 
-def _validate(data: dict[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
+def _validate(
+    data: dict[str, Any], path: Path, env: Mapping[str, str]
+) -> tuple[Settings | None, list[str]]:
     saved = _swap_environ(env)
     try:
-        return Settings(**data)
-    except ValidationError as exc:
-        raise ConfigError([_format_error(path, err, env) for err in exc.errors()]) from None
+        try:
+            return Settings(**data), []
+        except ValidationError as exc:
+            errors = exc.errors()
+        problems = [
+            format_error(path, err, env, sections=_SECTIONS, prefix=ENV_PREFIX) for err in errors
+        ]
+        pruned = copy.deepcopy(data)
+        for err in errors:
+            _prune(pruned, tuple(err.get("loc", ())))
+        try:
+            return Settings(**pruned), problems
+        except ValidationError:
+            return None, problems
     finally:
         _swap_environ(saved)
+
+
+def _prune(data: dict[str, Any], loc: tuple[Any, ...]) -> None:
+    """Drop the key at ``loc`` (an unknown key, an invalid value: it takes its default)."""
+    node: Any = data
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    if loc and isinstance(node, dict):
+        node.pop(loc[-1], None)
 
 
 def _swap_environ(env: Mapping[str, str]) -> dict[str, str]:
@@ -315,42 +378,6 @@ def _swap_environ(env: Mapping[str, str]) -> dict[str, str]:
         del os.environ[key]
     os.environ.update({k: v for k, v in env.items() if k.startswith(ENV_PREFIX)})
     return saved
-
-
-def _format_error(path: Path, err: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    loc = tuple(err.get("loc", ()))
-    where = describe_location(loc)
-    kind = err.get("type", "")
-    if kind == "extra_forbidden" and loc and str(loc[-1]) in RENAMED_KEYS:
-        message = f"renamed: write {RENAMED_KEYS[str(loc[-1])]} instead"
-    elif kind == "extra_forbidden":
-        message = "unknown key (misspelt, or in the wrong section?)"
-    elif kind == "missing":
-        message = "required key is missing"
-    else:
-        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        value = err.get("input")
-        if "token" not in where and not isinstance(value, dict | list):
-            message += f" (got {value!r})"
-    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in loc)
-    origin = f" (from ${env_name})" if env_name in env else ""
-    return f"{path}: {where}: {message}{origin}"
-
-
-def describe_location(loc: Sequence[Any]) -> str:
-    """('inbox', 1, 'path') -> '[[inbox]] #2 path'; ('presets', 'k', 'sep_type') -> ..."""
-    if not loc:
-        return "(top level)"
-    head, rest = str(loc[0]), list(loc[1:])
-    if head == "inbox" and rest and isinstance(rest[0], int):
-        where = f"[[inbox]] #{rest.pop(0) + 1}"
-    elif head == "presets" and rest:
-        where = f"[presets.{rest.pop(0)}]"
-    elif not rest:
-        return head
-    else:
-        where = f"[{head}]"
-    return " ".join([where, *(str(p) for p in rest)]) if rest else where
 
 
 def _anchor_paths(settings: Settings, base: Path) -> Settings:

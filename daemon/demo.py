@@ -23,6 +23,7 @@ import tomli_w
 
 from daemon.config import load_settings
 from daemon.jobs import JobState
+from daemon.journal import Journal
 from daemon.service import Daemon
 
 log = structlog.get_logger(__name__)
@@ -75,27 +76,72 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         settings, _ = load_settings(config_path, env={})
         _say(f"MVSEP emulator on {emulator.base_url} (premium account, 10 slots)")
-        _say(f"config written to {config_path}")
+        _say_folders(work, inbox, output)
         daemon = Daemon(settings, config_label=str(config_path))
         daemon.start()
         try:
-            song = _drop_song(inbox, args.seconds)
-            _say(f"dropped {song.name} ({args.seconds:.0f} s) into {inbox}")
-            ok = _wait_for_stems(daemon, song, timeout_s=120.0 + args.processing * 4)
-            if not ok:
-                _say("the demo song was not filed in time: see the log above")
-                return 1
-            if args.once:
-                return 0
-            _say(
-                f"\nThe daemon keeps running. Drop audio files into {inbox} "
-                f"(or {inbox / 'vocals'} for the vocals preset);\n"
-                f"their stems appear under {output}. Ctrl-C stops."
-            )
-            _wait_for_signal()
-            return 0
+            return _demo(daemon, args, inbox, output, work)
         finally:
             daemon.stop(timeout_s=10.0)
+
+
+def _say_folders(work: Path, inbox: Path, output: Path) -> None:
+    _say(f"demo folder (config, journal, archived and failed inputs): {work}")
+    _say(f"  inbox: {inbox}\n  stems: {output}")
+    _say(
+        "  these folders stay after Ctrl-C, so you can look at the stems; "
+        f"remove them with: rm -r '{work}'"
+        + ("" if _inside(inbox, work) and _inside(output, work) else "; your own folders are kept")
+    )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _demo(daemon: Daemon, args: argparse.Namespace, inbox: Path, output: Path, work: Path) -> int:
+    assert daemon.journal is not None
+    reporter = JobReporter(daemon.journal)
+    song = _drop_song(inbox, args.seconds)
+    _say(f"dropped {song.name} ({args.seconds:.0f} s) into {inbox}")
+    ok = _wait_for_song(reporter, song, timeout_s=120.0 + args.processing * 4)
+    if not ok:
+        _say("the demo song was not filed in time: see the log above")
+        return 1
+    if args.once:
+        return 0
+    _say(
+        f"\nThe daemon keeps running. Drop audio files into {inbox} "
+        f"(or {inbox / 'vocals'} for the vocals preset);\n"
+        f"their stems appear under {output} and are listed here. Ctrl-C stops "
+        f"(the folders stay: rm -r '{work}')."
+    )
+    _watch_until_signal(reporter)
+    return 0
+
+
+class JobReporter:
+    """Prints each job's state changes, and its stems (or its error) once it ends: for every
+    file dropped in, not only the demo's own song."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._shown: dict[int, str] = {}
+        self.ended: dict[Path, JobState] = {}
+
+    def poll(self) -> None:
+        for job in reversed(self._journal.recent_jobs(200)):
+            state = f"{job.state}" + (f" ({job.mvsep_status})" if job.mvsep_status else "")
+            if self._shown.get(job.id) == state:
+                continue
+            self._shown[job.id] = state
+            _say(f"  {job.source.path.name}: {state}")
+            if job.state in _ENDED:
+                _show_outputs(job.outputs, job.last_error)
+                self.ended[job.source.path] = job.state
+
+
+_ENDED = (JobState.FILED, JobState.FAILED, JobState.CANCELLED)
 
 
 def _drop_song(inbox: Path, seconds: float) -> Path:
@@ -109,21 +155,12 @@ def _drop_song(inbox: Path, seconds: float) -> Path:
     return song
 
 
-def _wait_for_stems(daemon: Daemon, song: Path, *, timeout_s: float) -> bool:
-    assert daemon.journal is not None
+def _wait_for_song(reporter: JobReporter, song: Path, *, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    last = ""
     while time.monotonic() < deadline:
-        jobs = [j for j in daemon.journal.recent_jobs(50) if j.source.path == song]
-        if jobs:
-            job = jobs[0]
-            state = f"{job.state}" + (f" ({job.mvsep_status})" if job.mvsep_status else "")
-            if state != last:
-                _say(f"  {song.name}: {state}")
-                last = state
-            if job.state in (JobState.FILED, JobState.FAILED, JobState.CANCELLED):
-                _show_outputs(job.outputs, job.last_error)
-                return job.state == JobState.FILED
+        reporter.poll()
+        if song in reporter.ended:
+            return reporter.ended[song] == JobState.FILED
         time.sleep(0.25)  # a person is watching: a quarter-second refresh
     return False
 
@@ -146,7 +183,7 @@ def _describe_audio(path: Path) -> str:
         return f"{path.stat().st_size:,} bytes"
 
 
-def _wait_for_signal() -> None:
+def _watch_until_signal(reporter: JobReporter) -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -154,8 +191,8 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    while not stop.wait(1.0):
-        pass
+    while not stop.wait(0.5):
+        reporter.poll()
 
 
 def _say(text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -174,19 +175,58 @@ def test_describe_location(loc: tuple[object, ...], text: str) -> None:
 
 
 def test_cli_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
-    path = write(tmp_path, "[mvsep]\nbogus = 1\nread_timeout_s = 0\n")
+    """A real subprocess: every problem of the file at once, one line each, on stdout."""
+    path = write(
+        tmp_path, "[mvsep]\nbogus = 1\nread_timeout_s = 0\nbase_url = 'http://127.0.0.1:1'\n"
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "daemon", "--config", str(path), "check-config"],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MVSEP_")},
     )
     assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 2 and all(
-        line.startswith(f"config error: {path}: [mvsep] ") for line in lines
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("error: ")]
+    assert {e.split(": ")[2] for e in errors[:4]} == {
+        "[mvsep] bogus",
+        "[mvsep] read_timeout_s",
+        "[mvsep] api_token",
+        "[[inbox]]",
+    }
+    assert all(e.startswith(f"error: {path}: ") for e in errors)
+
+
+def test_every_unknown_key_and_the_cross_checks_at_once(tmp_path: Path) -> None:
+    text = GOOD.replace("[presets.v]", "[presets.v]\nadd_opt1 = 3\nopt2 = 1") + (
+        "\n[engine]\nmax_transfer = 2\n[engin]\nx = 1\n[[inbox]]\npath = 'in/sub'\n"
+        "preset = 'nope'\noutput = 'out2'\n"
     )
+    found = problems(write(tmp_path, text), env={})
+    joined = "\n".join(found)
+    assert "[presets.v] opt2: unknown key" in joined
+    assert "[engine] max_transfer: unknown key — did you mean max_transfers?" in joined
+    assert "engin: unknown key — did you mean [engine]?" in joined
+    assert "[mvsep] api_token: no API token" in joined  # not hidden by the typos
+    assert "[[inbox]] #2 preset: no preset 'nope'" in joined
+    assert "[[inbox]] #2 path" in joined and "inboxes must not nest" in joined
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("[engin]\nmax_transfers = 2\n", "engin: unknown key — did you mean [engine]?"),
+        ("[mvsep]\nbase_ur = 'x'\n", "[mvsep] base_ur: unknown key — did you mean base_url?"),
+        ("[mvsep]\nmax_transfers = 2\n", "max_transfers: unknown key — it belongs in [engine]"),
+        ("[presets.v]\nsep_type = 1\nadd_opt12 = 1\n", "the options are add_opt1..add_opt10"),
+        ("[mvsep]\nzzz = 1\n", "[mvsep] zzz: unknown key (misspelt, or in the wrong section?)"),
+    ],
+)
+def test_an_unknown_key_says_what_it_probably_meant(
+    tmp_path: Path, snippet: str, expected: str
+) -> None:
+    assert any(expected in line for line in problems(write(tmp_path, snippet)))
 
 
 def test_config_file_holding_the_token_readable_by_others_is_warned_about(
@@ -229,3 +269,17 @@ def test_inbox_poll_is_auto_true_or_false(tmp_path: Path, value: str, expected: 
 def test_inbox_poll_rejects_other_words(tmp_path: Path) -> None:
     found = problems(write(tmp_path, GOOD + 'poll = "sometimes"\n'))
     assert len(found) == 1 and "[[inbox]] #1 poll" in found[0]
+
+
+def test_the_example_keeps_the_journal_and_cache_in_the_state_folder_as_it_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    settings, _ = load_settings(ROOT / "config.example.toml", env=TOKEN_ENV)
+    state = tmp_path / ".local" / "state" / "mvsep-watch"
+    assert settings.journal.path == state / "journal.sqlite"
+    assert settings.catalogue.cache_path == state / "algorithms.json"
+    text = (ROOT / "config.example.toml").read_text()
+    assert "~/.local/state/mvsep-watch/journal.sqlite" in text
+    assert "~/.local/state/mvsep-watch/algorithms.json" in text

@@ -23,6 +23,29 @@ EXIT_WARN = 1  # check-config: warnings only
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--config``, ``--log-format`` and ``-v``: before or after the subcommand.
+
+    On a subcommand they default to SUPPRESS, so one given before it is not overwritten."""
+    default: object = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--config", metavar="PATH", default=default, help="config file (default: see README)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default=default,
+        help="override [logging] format",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if top else default,
+        help="debug logging",
+    )
+
+
 def setup_logs(args: argparse.Namespace, settings: object | None) -> None:
     """The log format and level for a command: flags over the config's ``[logging]``."""
     from daemon.config import Settings

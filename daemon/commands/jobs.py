@@ -48,11 +48,11 @@ def register(sub: SubParsers) -> None:
         verb = verbs.add_parser(name, help=text)
         verb.add_argument("job_ids", type=int, nargs="+", metavar="ID")
         verb.set_defaults(handler=run_request, action=name, failed=False)
-    from daemon.cli import _global_options  # `jobs retry 3 --config X` works too
+    from daemon.commands import add_global_options  # `jobs retry 3 --config X` works too
 
     for verb in verbs.choices.values():
         verb.add_argument("--json", action="store_true", help="machine-readable output")
-        _global_options(verb, top=False)
+        add_global_options(verb, top=False)
     for verb in (retry, verbs.choices["cancel"], verbs.choices["forget"]):
         verb.add_argument("--no-wait", action="store_true", help="do not wait for the answer")
         verb.add_argument(

@@ -32,7 +32,7 @@ from daemon.service_files import (
 
 
 def register(sub: SubParsers) -> None:
-    from daemon.cli import _global_options  # the same --config/-v/--log-format everywhere
+    from daemon.commands import add_global_options  # the same --config/-v/--log-format everywhere
 
     service = sub.add_parser("service", help="install, remove or show the systemd/launchd service")
     actions = service.add_subparsers(dest="service_command", required=True, metavar="ACTION")
@@ -67,12 +67,12 @@ def register(sub: SubParsers) -> None:
         if name != "status":
             action.add_argument("--dry-run", action="store_true", help="print only, write nothing")
         action.set_defaults(handler=handler, scope="user")
-        _global_options(action, top=False)
+        add_global_options(action, top=False)
     agent = actions.add_parser(
         "run-agent", help="run the daemon as the launchd agent does (exit code 2 reported as 0)"
     )
     agent.set_defaults(handler=run_agent)
-    _global_options(agent, top=False)
+    add_global_options(agent, top=False)
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Settings, Path, Target]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 import threading
 from pathlib import Path
 
-from daemon.emulator.faults import parse_fault_spec
+from daemon.emulator.faults import ENDPOINTS, FAULT_KINDS, parse_fault_spec
 from daemon.emulator.options import (
     DEFAULT_PEAKS_LEN,
     DEFAULT_RATE_LIMITS,
@@ -33,63 +34,132 @@ def parse_rate_limit(spec: str) -> tuple[str, int]:
     return route, limit
 
 
+DESCRIPTION = """\
+Run the local MVSEP emulator in the foreground until Ctrl-C: the MVSEP API on a loopback
+port, with real audio stems (a DSP split), rate limits, parallel limits, credits, expiry
+and history. Point a config's [mvsep] base_url at the URL it prints.
+
+{faults}
+Example: --fault http_5xx:create:times=2:status=503. Reference: docs/emulator.md."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The emulator's command-line options."""
-    parser = argparse.ArgumentParser(prog="mvsep-watch emulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    parser.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
-    parser.add_argument("--premium", action="store_true", help="accounts are premium")
-    parser.add_argument("--token", action="append", default=[], help="a valid api token (repeat)")
-    parser.add_argument("--catalogue", type=Path, help="algorithms JSON to serve")
-    parser.add_argument("--processing", type=float, default=2.0, help="processing seconds")
-    parser.add_argument("--processing-jitter", type=float, default=0.0, help="± seconds")
-    parser.add_argument("--waiting", type=float, default=1.0, help="seconds in the queue")
-    parser.add_argument("--files-delay", type=float, default=0.0, help="done without files (s)")
-    parser.add_argument("--expire-after", type=float, default=72 * 3600.0, help="results kept (s)")
-    parser.add_argument("--chunk-seconds", type=float, default=600.0, help="distributing above")
+    """The emulator's command-line options (plain-text help, every default shown)."""
+    parser = argparse.ArgumentParser(
+        prog="mvsep-watch emulator",
+        description=DESCRIPTION.format(faults=_fault_lines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="loopback address to bind (default: %(default)s)")
+    add("--port", type=int, default=0, metavar="N", help="port (default: 0, a free one)")
+    add("--premium", action="store_true", help="accounts are premium (default: free)")
+    add(
+        "--token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="a valid API token (repeat; default: any non-empty token is valid)",
+    )
+    add(
+        "--catalogue",
+        type=Path,
+        metavar="PATH",
+        help="algorithms JSON to serve (default: the built-in catalogue)",
+    )
+    add("--processing", type=float, default=2.0, metavar="S", help=_s("processing time"))
+    add("--processing-jitter", type=float, default=0.0, metavar="S", help=_s("± jitter on it"))
+    add("--waiting", type=float, default=1.0, metavar="S", help=_s("time in the queue"))
+    add(
+        "--files-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help=_s("time a done job is listed without files"),
+    )
+    add(
+        "--expire-after",
+        type=float,
+        default=72 * 3600.0,
+        metavar="S",
+        help=_s("how long results are kept"),
+    )
+    add(
+        "--chunk-seconds",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help=_s("audio longer than this is split into chunks (distributing)"),
+    )
     defaults = ", ".join(f"{r}={n}" for r, n in DEFAULT_RATE_LIMITS.items())
-    parser.add_argument(
+    add(
         "--rate-limit-per-min",
         type=int,
         default=None,
+        metavar="N",
         help=f"one limit for every route (default per route: {defaults})",
     )
-    parser.add_argument(
+    add(
         "--rate-limit",
         type=parse_rate_limit,
         action="append",
         default=[],
         metavar="ROUTE=N",
-        help="requests per minute on one route, e.g. history=120 (repeat)",
+        help="requests per minute on one route, e.g. history=120 (repeat; default: as above)",
     )
-    parser.add_argument("--no-rate-limit", action="store_true", help="never answer 429")
-    parser.add_argument(
-        "--parallel-limit", type=int, help="parallel jobs per account (default: free 1, premium 10)"
+    add("--no-rate-limit", action="store_true", help="never answer 429 (default: limits on)")
+    add(
+        "--parallel-limit",
+        type=int,
+        metavar="N",
+        help="parallel jobs per account (default: free 1, premium 10)",
     )
-    parser.add_argument(
+    add(
         "--over-limit",
         choices=OVER_LIMIT_MODES,
         default="reject",
-        help="past the parallel limit: reject the create (HTTP 400) or queue the job",
+        help="past the parallel limit: reject the create (HTTP 400) or queue the job "
+        "(default: %(default)s)",
     )
-    parser.add_argument(
+    add(
         "--peaks-len",
         type=int,
         default=DEFAULT_PEAKS_LEN,
-        help="numbers in each result file's peaks array (0: none)",
+        metavar="N",
+        help="numbers in each result file's peaks array, 0: none (default: %(default)s)",
     )
-    parser.add_argument(
+    add(
         "--region",
         action="append",
         default=[],
         metavar="NAME",
-        help="serve a regional host on its own port (repeat; the entry acts as the first)",
+        help="serve a regional host on its own port (repeat; the entry acts as the first; "
+        "default: one host)",
     )
-    parser.add_argument("--data-dir", type=Path, help="keep job files here (default: temp)")
-    parser.add_argument(
-        "--fault", action="append", default=[], help="KIND[:ENDPOINT][:key=value...] (repeat)"
+    add(
+        "--data-dir",
+        type=Path,
+        metavar="PATH",
+        help="keep job files here (default: a temporary folder)",
+    )
+    add(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND[:ENDPOINT][:KEY=VALUE...]",
+        help="inject a fault (repeat; kinds above; default: none)",
     )
     return parser
+
+
+def _fault_lines() -> str:
+    kinds = "Fault kinds for --fault: " + ", ".join(sorted(FAULT_KINDS)) + "."
+    endpoints = "Endpoints: " + ", ".join(sorted(ENDPOINTS)) + "."
+    return "\n".join(textwrap.wrap(kinds, 88) + textwrap.wrap(endpoints, 88))
+
+
+def _s(what: str) -> str:
+    return f"{what}, in seconds (default: %(default)s)"
 
 
 def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
