@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from daemon.cli import parse_args
@@ -76,3 +78,16 @@ def test_global_options_before_or_after_the_subcommand(argv: list[str]) -> None:
 def test_global_options_default_when_not_given_anywhere() -> None:
     args = parse_args(["status"])
     assert (args.config, args.verbose, args.log_format) == (None, False, None)
+
+
+def test_no_command_help_shows_raw_markup() -> None:
+    from daemon.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    seen = 0
+    for name, child in sub.choices.items():
+        text = child.format_help()
+        assert "``" not in text and ":class:`" not in text, (name, text)
+        seen += 1
+    assert seen >= 10  # run, demo, separate, init, check-config, status, jobs, ... service

@@ -9,6 +9,7 @@ through :func:`load_config` (logs set up, token redacted), and return an exit co
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -44,6 +45,12 @@ def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=False if top else default,
         help="debug logging",
     )
+
+
+def help_text(doc: str | None) -> str:
+    """A module docstring as ``--help`` shows it: plain text, no reST markup."""
+    text = re.sub(r"``([^`]+)``", r"\1", doc or "")
+    return re.sub(r":(?:class|func|mod|meth|data):`~?([^`]+)`", r"\1", text).strip()
 
 
 def setup_logs(args: argparse.Namespace, settings: object | None) -> None:

@@ -14,7 +14,7 @@ import random
 import sys
 from typing import Any
 
-from daemon.commands import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, SubParsers, load_config
+from daemon.commands import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, SubParsers, help_text, load_config
 from daemon.commands.quick import quick_client
 from daemon.config import Settings
 from daemon.errors import ApiAuthError, MvsepWatchError
@@ -25,7 +25,7 @@ def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "account",
         help="the MVSEP account: premium, credits, the parallel limit used, queues",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")

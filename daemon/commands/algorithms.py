@@ -20,7 +20,7 @@ from daemon.catalogue import (
     SourcedCatalogue,
     live_or_cached,
 )
-from daemon.commands import EXIT_FAIL, EXIT_OK, SubParsers
+from daemon.commands import EXIT_FAIL, EXIT_OK, SubParsers, help_text
 from daemon.commands.quick import catalogue_cache, quick_client, settings_for
 from daemon.mvsep.models import Algorithm, AlgorithmField
 
@@ -31,7 +31,7 @@ def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "algorithms",
         help="list MVSEP's separation types and their options (cached when offline)",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

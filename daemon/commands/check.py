@@ -30,7 +30,7 @@ from daemon.catalogue import (
     SourcedCatalogue,
     live_or_cached,
 )
-from daemon.commands import EXIT_CONFIG, EXIT_OK, EXIT_WARN, SubParsers, setup_logs
+from daemon.commands import EXIT_CONFIG, EXIT_OK, EXIT_WARN, SubParsers, help_text, setup_logs
 from daemon.config import InboxSection, Settings
 from daemon.errors import ConfigError
 
@@ -73,7 +73,7 @@ def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "check-config",
         help="check the config, token, base URL, presets and folders; every problem at once",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(handler=run)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from daemon.catalogue import Catalogue, SourcedCatalogue, live_or_cached
-from daemon.commands import EXIT_CONFIG, EXIT_OK, SubParsers
+from daemon.commands import EXIT_CONFIG, EXIT_OK, SubParsers, help_text
 from daemon.commands.init_text import STARTER_PRESETS, InitAnswers, render_config
 from daemon.config import default_config_path, resolve_config_path
 from daemon.errors import ConfigError
@@ -37,7 +37,7 @@ def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "init",
         help="write a first, commented config (flags, or prompts on a terminal)",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("path", nargs="?", type=Path, help="where (default: the config path)")
