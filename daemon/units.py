@@ -57,6 +57,15 @@ def under_home(paths: InstallPaths) -> bool:
     return any(root == p or root in p.parents for p in used for root in HOME_ROOTS)
 
 
+TMP_ROOTS = (PurePosixPath("/tmp"), PurePosixPath("/var/tmp"))
+
+
+def under_tmp(paths: InstallPaths) -> bool:
+    """Whether anything the daemon reads or writes is where ``PrivateTmp=`` hides."""
+    used = [paths.executable, paths.config, *writable(paths)]
+    return any(root == p or root in p.parents for p in used for root in TMP_ROOTS)
+
+
 def quote(value: str | PurePosixPath) -> str:
     """One word of a unit file: ``%`` escaped (specifiers), quoted when it has spaces."""
     text = str(value).replace("%", "%%")
@@ -148,7 +157,6 @@ def _protect_home(paths: InstallPaths, scope: Scope) -> list[str]:
 HARDENING = """\
 NoNewPrivileges=yes
 ProtectSystem=strict
-PrivateTmp=yes
 PrivateMounts=yes
 PrivateDevices=yes
 # PrivateUsers: only this user (and root) is mapped; group permissions still apply
@@ -203,8 +211,19 @@ def _service_section(paths: InstallPaths, scope: Scope) -> list[str]:
         "# Sandbox: read-only everywhere but the inboxes, outputs and state below.",
         f"ReadWritePaths={_words(writable(paths))}",
         *_protect_home(paths, scope),
+        *_private_tmp(paths),
     ]
     return [*lines, *HARDENING.splitlines(), ""]
+
+
+def _private_tmp(paths: InstallPaths) -> list[str]:
+    if not under_tmp(paths):
+        return ["PrivateTmp=yes"]
+    return [
+        "# PrivateTmp=no: this install (venv, config or folders) is under /tmp or /var/tmp,",
+        "# which PrivateTmp would replace with an empty folder of its own.",
+        "PrivateTmp=no",
+    ]
 
 
 def systemd_unit(paths: InstallPaths, scope: Scope) -> str:

@@ -3,6 +3,7 @@ read back with plistlib, and the repository's example files equal to their rende
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import plistlib
 import re
@@ -147,6 +148,22 @@ def test_protect_home_follows_where_the_install_is() -> None:
     assert unit_lines(systemd_unit(srv, "system"))["ProtectHome"] == ["yes"]
     # a user unit's notify socket is under /run/user, which ProtectHome=yes would hide
     assert unit_lines(systemd_unit(srv, "user"))["ProtectHome"] == ["read-only"]
+
+
+def test_private_tmp_is_off_only_when_the_install_uses_tmp() -> None:
+    srv = InstallPaths(
+        executable=PurePosixPath("/opt/mvsep/bin/mvsep-watch"),
+        config=PurePosixPath("/etc/mvsep-watch/config.toml"),
+        state_dirs=(PurePosixPath("/var/lib/mvsep-watch"),),
+        inboxes=(PurePosixPath("/srv/in"),),
+        outputs=(PurePosixPath("/srv/out"),),
+    )
+    assert unit_lines(systemd_unit(srv, "system"))["PrivateTmp"] == ["yes"]
+    # an inbox under /tmp: PrivateTmp would hide it behind an empty /tmp of the unit's own
+    in_tmp = dataclasses.replace(srv, inboxes=(PurePosixPath("/tmp/drop"),))
+    assert unit_lines(systemd_unit(in_tmp, "system"))["PrivateTmp"] == ["no"]
+    out_var_tmp = dataclasses.replace(srv, outputs=(PurePosixPath("/var/tmp/stems"),))
+    assert unit_lines(systemd_unit(out_var_tmp, "user"))["PrivateTmp"] == ["no"]
 
 
 def test_the_user_unit_waits_for_the_system_network_online_target() -> None:
