@@ -146,7 +146,24 @@ def job_lines(job: dict[str, Any]) -> list[str]:
         lines.append(f"         last error: {job['last_error']}")
     if job["note"]:
         lines.append(f"         note: {job['note']}")
+    where = input_text(job.get("source_disposed"))
+    if where:
+        lines.append(f"         input: {where}")
     return lines
+
+
+def input_text(disposed: str | None) -> str | None:
+    """Where a finished job's input went, for a person (``failed:PATH`` and the rest)."""
+    how, _, path = (disposed or "").partition(":")
+    return {
+        "failed": f"moved to {path} (its reason beside it; `mvsep-watch jobs retry` puts it back)",
+        "archived": f"archived at {path}",
+        "deleted": "deleted after its stems were filed",
+        "removed": "removed from the inbox",
+        "missing": "no longer in the inbox when the job ended",
+        "replaced": "another file is at its path now (left alone)",
+        "left": "left in place (it could not be moved)",
+    }.get(how)
 
 
 def inboxes_of(settings: Settings) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_engine_rig import rig
 
 from daemon.config import load_settings
@@ -123,3 +124,25 @@ def test_status_lists_the_configured_inboxes(tmp_path: Path) -> None:
         "inbox": "music", "path": str(inbox), "preset": "karaoke", "output_dir": str(out)
     }  # fmt: skip
     assert row["mode"] is None and row["counts"] == {}  # the daemon never watched it
+
+
+@pytest.mark.parametrize(
+    ("disposed", "shown"),
+    [
+        ("failed:/in/_failed/a.wav", "moved to /in/_failed/a.wav (its reason beside it"),
+        ("archived:/in/_processed/a.wav", "archived at /in/_processed/a.wav"),
+        ("deleted", "deleted after its stems were filed"),
+        ("replaced", "another file is at its path now"),
+        ("left", "left in place"),
+    ],
+)
+def test_where_the_input_went_is_shown(disposed: str, shown: str) -> None:
+    from daemon.status import input_text
+
+    assert shown in (input_text(disposed) or "")
+
+
+def test_a_kept_or_undisposed_input_gets_no_line() -> None:
+    from daemon.status import input_text
+
+    assert input_text("kept") is None and input_text(None) is None

@@ -175,7 +175,7 @@ def retry(ctx: Context, job: Job) -> str:
 def where_to_go_on(ctx: Context, job: Job) -> tuple[JobState, tuple[ResultFile, ...], str]:
     """Which state a retried job starts in, asking MVSEP about a job it has (one ``get``)."""
     if job.mvsep_hash is None:
-        return JobState.READY, (), "sent to MVSEP again (it was never created there)"
+        return JobState.READY, (), "started again from the beginning (it never reached MVSEP)"
     try:
         status = ctx.client_for(job).get(job.mvsep_hash)
     except ApiNotFound:
