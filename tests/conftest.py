@@ -62,3 +62,12 @@ def captures() -> Path:
     if not CAPTURES.is_dir():
         pytest.skip(f"real MVSEP captures not found at {CAPTURES} (only in the dev workspace)")
     return CAPTURES
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Any]]:
+    """Daemons a test started (append them): each is stopped when the test ends."""
+    started: list[Any] = []
+    yield started
+    for daemon in started:
+        daemon.stop()

@@ -13,11 +13,10 @@ over loopback.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from daemon_harness import wait_until, write_config
 
 from daemon.config import load_settings
@@ -31,14 +30,6 @@ def start_daemon(tmp: Path, base_url: str, **engine: Any) -> Daemon:
     daemon = Daemon(settings, config_label=str(path))
     daemon.start()
     return daemon
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def jobs_by_name(daemon: Daemon) -> dict[str, Job]:

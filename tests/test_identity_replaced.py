@@ -10,25 +10,16 @@ the SQLite journal, the emulator over loopback.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from daemon_harness import wait_until, write_config
 
 from daemon.config import load_settings
 from daemon.emulator.audio import write_test_audio
 from daemon.jobs import Job, JobState
 from daemon.service import Daemon
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def _jobs(daemon: Daemon) -> list[Job]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,6 @@ from daemon.service import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_FAIL = {"retry_base_s": 0.05, "retry_cap_s": 0.1, "retry_deadline_s": 0.5}
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def start(config: Path, daemons: list[Daemon]) -> Daemon:

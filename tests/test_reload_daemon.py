@@ -8,11 +8,10 @@ editing it would; each test then drops files and watches the journal and the emu
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import tomli_w
 from daemon_harness import wait_until
 from structlog.testing import capture_logs
@@ -60,14 +59,6 @@ def write(
     return path
 
 
-@pytest.fixture
-def started() -> Iterator[list[Daemon]]:
-    daemons: list[Daemon] = []
-    yield daemons
-    for daemon in daemons:
-        daemon.stop()
-
-
 def start(path: Path, daemons: list[Daemon]) -> Daemon:
     settings, _ = load_settings(path, env={})
     daemon = Daemon(settings, config_label=str(path))
@@ -95,11 +86,11 @@ def test_an_added_inbox_is_watched_and_its_file_filed(
     tmp_path: Path,
     make_emulator: Callable[..., Any],
     audio_file: Callable[..., Path],
-    started: list[Daemon],
+    daemons: list[Daemon],
 ) -> None:
     emulator = make_emulator(premium=True)
     config = write(tmp_path, emulator.base_url, [inbox(tmp_path, "in")])
-    daemon = start(config, started)
+    daemon = start(config, daemons)
     audio_file("new/before.wav", seconds=0.5)  # there before the reload: found by its scan
     write(tmp_path, emulator.base_url, [inbox(tmp_path, "in"), inbox(tmp_path, "new")])
 
@@ -118,12 +109,12 @@ def test_a_removed_inbox_files_its_queued_job_and_takes_nothing_new(
     tmp_path: Path,
     make_emulator: Callable[..., Any],
     audio_file: Callable[..., Path],
-    started: list[Daemon],
+    daemons: list[Daemon],
 ) -> None:
     emulator = make_emulator(premium=True, waiting_s=4.0)  # the job waits at MVSEP meanwhile
     both = [inbox(tmp_path, "in"), inbox(tmp_path, "old")]
     config = write(tmp_path, emulator.base_url, both)
-    daemon = start(config, started)
+    daemon = start(config, daemons)
     audio_file("old/queued.wav", seconds=0.5)
     wait_until(lambda: len(emulator.jobs) == 1, "the create of the removed inbox's file")
     write(tmp_path, emulator.base_url, [inbox(tmp_path, "in")])
@@ -145,11 +136,11 @@ def test_a_broken_config_is_refused_and_the_running_one_kept(
     tmp_path: Path,
     make_emulator: Callable[..., Any],
     audio_file: Callable[..., Path],
-    started: list[Daemon],
+    daemons: list[Daemon],
 ) -> None:
     emulator = make_emulator(premium=True)
     config = write(tmp_path, emulator.base_url, [inbox(tmp_path, "in")])
-    daemon = start(config, started)
+    daemon = start(config, daemons)
     good = config.read_text(encoding="utf-8")
     broken = [inbox(tmp_path, "in", preset="no-such"), inbox(tmp_path, "new")]
     write(tmp_path, emulator.base_url, broken, engin={"max_transfers": 1})
@@ -181,13 +172,13 @@ def test_a_changed_preset_is_used_by_the_next_file_and_journaled_jobs_keep_their
     tmp_path: Path,
     make_emulator: Callable[..., Any],
     audio_file: Callable[..., Path],
-    started: list[Daemon],
+    daemons: list[Daemon],
 ) -> None:
     # a free account (one slot) whose first job waits at MVSEP: the second file is journaled
     # with the old preset's request but cannot be sent before the reload
     emulator = make_emulator(premium=False, waiting_s=60.0)
     config = write(tmp_path, emulator.base_url, [inbox(tmp_path, "in")])
-    daemon = start(config, started)
+    daemon = start(config, daemons)
     first = audio_file("in/first.wav", seconds=0.5)
     wait_until(lambda: len(emulator.jobs) == 1, "the first create")
     second = audio_file("in/second.wav", seconds=0.7)
@@ -215,11 +206,11 @@ def test_settings_that_need_a_restart_are_named_and_kept(
     tmp_path: Path,
     make_emulator: Callable[..., Any],
     audio_file: Callable[..., Path],
-    started: list[Daemon],
+    daemons: list[Daemon],
 ) -> None:
     emulator = make_emulator(premium=True)
     config = write(tmp_path, emulator.base_url, [inbox(tmp_path, "in")])
-    daemon = start(config, started)
+    daemon = start(config, daemons)
     moved = {"path": str(tmp_path / "elsewhere" / "journal.sqlite")}
     write(
         tmp_path,
@@ -250,11 +241,11 @@ def test_a_rewatched_inbox_does_not_send_a_file_twice(
     tmp_path: Path,
     make_emulator: Callable[..., Any],
     audio_file: Callable[..., Path],
-    started: list[Daemon],
+    daemons: list[Daemon],
 ) -> None:
     emulator = make_emulator(premium=True)
     config = write(tmp_path, emulator.base_url, [inbox(tmp_path, "in")])
-    daemon = start(config, started)
+    daemon = start(config, daemons)
     audio_file("in/first.wav", seconds=0.5)  # filed and kept in the inbox
     wait_until(lambda: filed(daemon, "first.wav"), "the first file filed")
     write(

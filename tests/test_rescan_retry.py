@@ -13,7 +13,7 @@ import errno
 import os
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +64,6 @@ def test_a_file_whose_hand_off_failed_is_offered_again_by_the_next_rescan(
             calls.get(timeout=SETTLE_S * 4)
     finally:
         watcher.stop()
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def test_the_daemon_journals_a_file_after_the_state_disk_was_full(

@@ -11,11 +11,10 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from daemon_harness import wait_until, write_config
 
 from daemon.config import Settings, load_settings
@@ -24,14 +23,6 @@ from daemon.jobs import JobRequest, SourceFile
 from daemon.journal import Journal
 from daemon.service import Daemon
 from daemon.status import collect, print_status
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def status_of(settings: Settings) -> tuple[str, dict[str, Any]]:
