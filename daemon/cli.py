@@ -25,19 +25,58 @@ from daemon.commands import (
 from daemon.errors import ConfigError, JournalError, MvsepWatchError
 from daemon.logs import configure_logging
 
-# the command modules beside the built-in ones; each has register(sub) (daemon/commands/)
-COMMAND_MODULES: tuple[str, ...] = (
-    "daemon.commands.init",
-    "daemon.commands.check",
-    "daemon.commands.status",
-    "daemon.commands.jobs",
-    "daemon.commands.algorithms",
-    "daemon.commands.account",
-    "daemon.commands.service",
-)
+# the commands of daemon/commands/ (each module has register(sub)); only the one run is
+# imported, so a light command does not pay for the imports of a heavy one
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": (
+        "daemon.commands.init",
+        "write a first, commented config (flags, or prompts on a terminal)",
+    ),
+    "check-config": (
+        "daemon.commands.check",
+        "check the config, token, base URL, presets and folders; every problem at once",
+    ),
+    "status": (
+        "daemon.commands.status",
+        "inboxes (watch mode, paused, jobs per state), recent jobs (progress, credits)",
+    ),
+    "jobs": (
+        "daemon.commands.jobs",
+        "list, show, retry, cancel or forget jobs",
+    ),
+    "algorithms": (
+        "daemon.commands.algorithms",
+        "list MVSEP's separation types and their options (cached when offline)",
+    ),
+    "account": (
+        "daemon.commands.account",
+        "the MVSEP account: premium, credits, the parallel limit used, queues",
+    ),
+    "service": (
+        "daemon.commands.service",
+        "install, remove or show the systemd/launchd service",
+    ),
+}
+_VALUE_OPTIONS = frozenset({"--config", "--log-format"})
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names (the first word that is no option or option value)."""
+    after_option = False
+    for word in argv:
+        if after_option:
+            after_option = False
+        elif word in _VALUE_OPTIONS:
+            after_option = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only the command it names is built in full (the others
+    are names and help lines), else every command is."""
+    chosen = None if argv is None else command_in(argv)
     parser = argparse.ArgumentParser(
         prog="mvsep-watch",
         description="Watch folders and separate dropped audio with the MVSEP API.",
@@ -49,8 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the daemon in the foreground (systemd/launchd start this)")
     _add_demo(sub)
     _add_separate(sub)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for name, (module, text) in COMMANDS.items():
+        if argv is None or name == chosen:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=text, add_help=False)
     sub.add_parser(
         "emulator", help="run the local MVSEP emulator (see docs/emulator.md)", add_help=False
     )
@@ -124,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv``; for ``separate``, every ``--opt N KEY`` becomes ``args.optN`` (1..10,
     beside ``--opt1``..``--opt4``). A bad or repeated ``N`` is a usage error (exit 2)."""
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command == "separate":
         try:

@@ -91,3 +91,32 @@ def test_no_command_help_shows_raw_markup() -> None:
         assert "``" not in text and ":class:`" not in text, (name, text)
         seen += 1
     assert seen >= 10  # run, demo, separate, init, check-config, status, jobs, ... service
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["status"], "status"),
+        (["--config", "status", "jobs", "list"], "jobs"),
+        (["-v", "--log-format", "json", "check-config"], "check-config"),
+        (["--help"], None),
+    ],
+)
+def test_the_command_is_found_past_the_global_options(argv: list[str], command: str | None) -> None:
+    from daemon.cli import command_in
+
+    assert command_in(argv) == command
+
+
+def test_status_does_not_import_the_client_or_the_catalogue() -> None:
+    """Only the command run is imported in full: `status` stays light (issue 12, item 3)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from daemon.cli import parse_args; parse_args(['status']); "
+        "print(sorted(m for m in ('httpx', 'daemon.catalogue', 'daemon.mvsep.client') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -24,7 +24,6 @@ from daemon.mvsep.models import QueueInfo, UserInfo
 def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "account",
-        help="the MVSEP account: premium, credits, the parallel limit used, queues",
         description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -30,7 +30,6 @@ _MANY_CHOICES = 12  # a field with more choices lists them one a line
 def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "algorithms",
-        help="list MVSEP's separation types and their options (cached when offline)",
         description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

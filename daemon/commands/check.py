@@ -72,7 +72,6 @@ class Report:
 def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "check-config",
-        help="check the config, token, base URL, presets and folders; every problem at once",
         description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

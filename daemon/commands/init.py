@@ -36,7 +36,6 @@ DEFAULT_BASE_URL = "https://mvsep.com"
 def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "init",
-        help="write a first, commented config (flags, or prompts on a terminal)",
         description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -25,7 +25,7 @@ _STATES = [s.value for s in JobState]
 
 
 def register(sub: SubParsers) -> None:
-    jobs = sub.add_parser("jobs", help="list, show, retry, cancel or forget jobs")
+    jobs = sub.add_parser("jobs")
     verbs = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     listing = verbs.add_parser("list", help="jobs, newest first")
     listing.add_argument("--state", action="append", choices=_STATES, help="only this state")

@@ -34,7 +34,7 @@ from daemon.service_files import (
 def register(sub: SubParsers) -> None:
     from daemon.commands import add_global_options  # the same --config/-v/--log-format everywhere
 
-    service = sub.add_parser("service", help="install, remove or show the systemd/launchd service")
+    service = sub.add_parser("service")
     actions = service.add_subparsers(dest="service_command", required=True, metavar="ACTION")
     helps = {
         "install": "write the unit (or launchd agent) for this install; print the next command",

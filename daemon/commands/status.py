@@ -11,10 +11,7 @@ from daemon.commands import SubParsers, load_config
 
 
 def register(sub: SubParsers) -> None:
-    status = sub.add_parser(
-        "status",
-        help="inboxes (watch mode, paused, jobs per state), recent jobs (progress, credits)",
-    )
+    status = sub.add_parser("status")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--limit", type=int, default=20, help="recent jobs to list")
     status.set_defaults(handler=run_status)
