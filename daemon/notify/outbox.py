@@ -141,6 +141,15 @@ class Outbox:
             return None
         return max(0.0, float(row["at"]) - self.clock.time())
 
+    def retry_now(self) -> int:
+        """Make every waiting row due now (a start: the receiver may be back); how many."""
+        now = self.clock.time()
+        with self.journal.transaction() as db:
+            cur = db.execute(
+                "UPDATE outbox SET next_at = ? WHERE state = 'waiting' AND next_at > ?", (now, now)
+            )
+        return cur.rowcount
+
     def mark_sent(self, row: OutboxRow, *, error: str | None = None) -> None:
         """Delivered (a hook: run, ``error`` its failure if it failed: hooks are run once)."""
         now = self.clock.time()

@@ -85,7 +85,11 @@ class Notifier:
         self.journal.on_note = self._noted
 
     def start(self) -> None:
+        """The taps, then the threads; what waits from an earlier run is tried at once."""
         self.attach()
+        waiting = self.outbox.retry_now()
+        if waiting:
+            log.info("deliveries waiting from an earlier run: trying them now", waiting=waiting)
         for channel, send in ((HOOK, self._run_hook_row), (NOTIFY, self._send_row)):
             thread = threading.Thread(
                 target=self._loop, args=(channel, send), name=f"mvsep-{channel}", daemon=True
