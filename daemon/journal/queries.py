@@ -164,12 +164,14 @@ class JournalReads:
 
     def outbox_status(self) -> dict[str, object] | None:
         """The notification outbox for `status`: rows per state (waiting, sent, given_up) and
-        the most recent error (hook or notification); None for a journal before schema v4."""
+        the most recent error of a notification not delivered or of a hook run; None for a
+        journal before schema v4."""
         try:
             counts = self._read("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
             last = self._read(
                 "SELECT channel, topic, target, last_error, last_error_at FROM outbox"
-                " WHERE last_error IS NOT NULL ORDER BY last_error_at DESC, id DESC LIMIT 1"
+                " WHERE last_error IS NOT NULL AND (state != 'sent' OR channel = 'hook')"
+                " ORDER BY last_error_at DESC, id DESC LIMIT 1"
             )
         except sqlite3.OperationalError:  # no outbox table (an older journal, read-only)
             return None
