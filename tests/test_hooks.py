@@ -25,7 +25,7 @@ from daemon.journal import Journal
 from daemon.notify.hooks import run_hook
 from daemon.notify.messages import notifications_line, process_env
 from daemon.notify.outbox import HOOK
-from daemon.notify.runner import Notifier
+from daemon.notify.runner import Notifications
 from daemon.notify.wiring import inbox_hooks
 
 DUMP_ENV = (
@@ -49,9 +49,9 @@ def hook_rows(journal: Journal) -> list[dict[str, Any]]:
         db.close()
 
 
-def started(journal: Journal, hooks: dict[str, list[str]], **kw: Any) -> Notifier:
+def started(journal: Journal, hooks: dict[str, list[str]], **kw: Any) -> Notifications:
     env = {**os.environ, "MVSEP_API_TOKEN": "secret-token-42", "MVSEP_WATCH_MVSEP__X": "y"}
-    n = Notifier(journal=journal, hooks_for=lambda inbox: hooks, env=env, **kw)
+    n = Notifications(journal=journal, hooks_for=lambda inbox: hooks, env=env, **kw)
     n.start()
     return n
 
@@ -178,11 +178,13 @@ def test_hooks_are_journaled_with_the_job_and_run_after_a_restart(
     hooks = {"done": [sys.executable, "-c", DUMP_ENV, str(out)]}
     path = tmp_path / "journal.sqlite"
     with Journal(path) as journal:
-        Notifier(journal=journal, hooks_for=lambda inbox: hooks).attach()  # no threads: a crash
+        Notifications(
+            journal=journal, hooks_for=lambda inbox: hooks
+        ).attach()  # no threads: a crash
         job = file_job(journal, tmp_path)
         assert [r["state"] for r in hook_rows(journal)] == ["waiting"]
     assert not out.exists()
     with Journal(path) as journal:  # the next run's notifier knows no hooks: the row has it
-        n = Notifier(journal=journal, hooks_for=lambda inbox: {})
+        n = Notifications(journal=journal, hooks_for=lambda inbox: {})
         assert n.step(HOOK) == 1
     assert json.loads(out.read_text())["MVSEP_WATCH_JOB_ID"] == str(job.id)

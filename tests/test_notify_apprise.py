@@ -16,9 +16,9 @@ from daemon.config import load_settings
 from daemon.errors import ConfigError
 from daemon.journal import Journal
 from daemon.notify.outbox import DeliveryError
-from daemon.notify.runner import Notifier
+from daemon.notify.runner import Notifications
 from daemon.notify.sender import AppriseSender, url_id, url_problems
-from daemon.notify.wiring import build_notifier
+from daemon.notify.wiring import build_notifications
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_the_daemon_refuses_a_bad_url_naming_the_key(tmp_path: Path) -> None:
     assert settings.notify.on == ["done"]
     with Journal(tmp_path / "journal.sqlite") as journal:
         with pytest.raises(ConfigError, match=r"\[notify\] urls #1"):
-            build_notifier(journal, lambda: settings, where=str(path))
+            build_notifications(journal, lambda: settings, where=str(path))
 
 
 def test_an_unknown_topic_is_a_config_problem(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_an_unknown_topic_is_a_config_problem(tmp_path: Path) -> None:
 
 def test_the_notifier_thread_delivers_job_notifications(tmp_path: Path, rx: Receiver) -> None:
     with Journal(tmp_path / "journal.sqlite") as journal:
-        n = Notifier(
+        n = Notifications(
             journal=journal, hooks_for=lambda inbox: {}, urls=[rx.url], topics=("done", "failed")
         )
         n.start()

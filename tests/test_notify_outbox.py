@@ -2,7 +2,7 @@
 injected clock (ManualClock), giving up, the account pause, the daily summary.
 
 Real parts: a real journal file, apprise sending to a real loopback HTTP receiver; only
-the time is injected (the tests call ``Notifier.step`` instead of running its threads).
+the time is injected (the tests call ``Notifications.step`` instead of running its threads).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from daemon.jobs import JobState
 from daemon.journal import ACCOUNT_NOTE, Journal
 from daemon.notify.messages import notifications_line
 from daemon.notify.outbox import NOTIFY, backoff_s
-from daemon.notify.runner import Notifier
+from daemon.notify.runner import Notifications
 from daemon.notify.summary import summary_day
 
 
@@ -50,9 +50,9 @@ def rx() -> Iterator[Receiver]:
         yield r
 
 
-def notifier(journal: Journal, clock: ManualClock, urls: list[str], **kw: Any) -> Notifier:
+def notifier(journal: Journal, clock: ManualClock, urls: list[str], **kw: Any) -> Notifications:
     kw.setdefault("topics", ("failed", "done", "account_paused"))
-    n = Notifier(journal=journal, hooks_for=lambda inbox: {}, urls=urls, clock=clock, **kw)
+    n = Notifications(journal=journal, hooks_for=lambda inbox: {}, urls=urls, clock=clock, **kw)
     n.attach()  # the taps only: the test drives the deliveries with step()
     return n
 
@@ -106,7 +106,7 @@ def test_a_bug_while_staging_never_undoes_the_job_change(
     def broken(inbox: str) -> dict[str, list[str]]:
         raise RuntimeError("a bug")
 
-    n = Notifier(journal=journal, hooks_for=broken, urls=(), topics=("failed",), clock=clock)
+    n = Notifications(journal=journal, hooks_for=broken, urls=(), topics=("failed",), clock=clock)
     n.attach()
     with capture_logs() as logs:
         failed = fail_job(journal, tmp_path)
@@ -171,7 +171,7 @@ def test_a_url_that_left_the_config_is_given_up_at_once(
 ) -> None:
     notifier(journal, clock, [rx.url])
     fail_job(journal, tmp_path)
-    later = Notifier(journal=journal, hooks_for=lambda i: {}, urls=(), clock=clock)
+    later = Notifications(journal=journal, hooks_for=lambda i: {}, urls=(), clock=clock)
     assert later.step(NOTIFY) == 1
     [row] = rows(journal)
     assert row["state"] == "given_up" and "no longer in [notify] urls" in row["last_error"]

@@ -8,6 +8,6 @@
 * ``hooks.py``: one hook run (argv, no shell; timeout; output into the log).
 * ``sender.py``: notification URLs through apprise (the optional ``[notify]`` extra).
 * ``summary.py``: the daily summary: when it is due (PURE) and what it counts.
-* ``runner.py``: :class:`~daemon.notify.runner.Notifier`: the journal taps and the two
+* ``runner.py``: :class:`~daemon.notify.runner.Notifications`: the journal taps and the two
   delivery threads (hooks, notifications), off the engine's step threads.
 """

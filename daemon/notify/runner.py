@@ -1,4 +1,4 @@
-"""The :class:`Notifier`: what writes the outbox and what empties it.
+"""The :class:`Notifications`: what writes the outbox and what empties it.
 
 Writing: two journal taps. ``Journal.before_commit`` gets every job change of a transaction
 just before its COMMIT: a job filed (``done``) or failed (``failed``) adds its hook row and its
@@ -46,7 +46,7 @@ IDLE_S = 30.0
 """How long a delivery thread sleeps with nothing due (the summary's hour is looked at)."""
 
 
-class Notifier:
+class Notifications:
     """Hooks and notifications of one daemon. ``start()`` attaches the taps to the journal
     and starts the two threads; ``stop()`` ends them (a hook still running is left: its row
     stays waiting and runs again after the restart)."""
@@ -113,7 +113,9 @@ class Notifier:
     # ------------------------------------------------------------ taps (in a transaction)
 
     def _staged(self, db: sqlite3.Connection, changes: Sequence[tuple[Job, str, str]]) -> None:
-        self._in_savepoint(db, lambda: self._stage_jobs(db, changes))
+        ended = [(job, kind, reason) for job, kind, reason in changes if job_topic(job, kind)]
+        if ended:  # most changes end nothing: no savepoint for them
+            self._in_savepoint(db, lambda: self._stage_jobs(db, ended))
 
     def _noted(self, db: sqlite3.Connection, key: str, text: str | None) -> None:
         if key != ACCOUNT_NOTE or text is None or "account_paused" not in self._topics:

@@ -1,4 +1,4 @@
-"""From the config to a :class:`~daemon.notify.runner.Notifier` (used by ``service.py``)."""
+"""From the config to a :class:`~daemon.notify.runner.Notifications` (used by ``service.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from daemon.config import Settings
 from daemon.errors import ConfigError
 from daemon.journal import Journal
 from daemon.notify.messages import HOOK_OF_TOPIC
-from daemon.notify.runner import Notifier
+from daemon.notify.runner import Notifications
 from daemon.notify.sender import url_problems
 
 
@@ -26,9 +26,9 @@ def inbox_hooks(settings: Settings, inbox: str) -> dict[str, list[str]]:
     return hooks
 
 
-def build_notifier(
+def build_notifications(
     journal: Journal, settings_now: Callable[[], Settings], *, where: str
-) -> Notifier:
+) -> Notifications:
     """The notifier of a daemon; hooks are looked up in the settings of the moment (a
     reload's inboxes count), ``[notify]`` is read once. A URL apprise cannot use, or
     apprise missing, is a ConfigError naming the key."""
@@ -36,7 +36,7 @@ def build_notifier(
     problems = url_problems(section.urls, where=where)
     if problems:
         raise ConfigError(problems)
-    return Notifier(
+    return Notifications(
         journal=journal,
         hooks_for=lambda inbox: inbox_hooks(settings_now(), inbox),
         urls=section.urls,
