@@ -110,3 +110,16 @@ def test_notifications_waiting_at_a_sigkill_are_delivered_after_the_restart(
     lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     assert any(x["event"] == "notification not sent; tried again later" for x in lines)
     assert "harness-token-1" not in log.read_text()
+    assert not any(x.get("logger") == "apprise" for x in lines)  # its lines name the URL
+
+
+def test_run_refuses_a_url_apprise_cannot_use_with_exit_2(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:9")  # refused before MVSEP is asked
+    config = tomllib.loads(path.read_text())
+    config["notify"] = {"urls": ["nosuchscheme://secret-part/x"]}
+    path.write_text(tomli_w.dumps(config))
+    cmd = [sys.executable, "-m", "daemon", "--config", str(path), "run"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}: [notify] urls #1: apprise cannot use this nosuchscheme:// URL" in done.stderr
+    assert "secret-part" not in done.stderr

@@ -32,7 +32,10 @@ def scheme_of(url: str) -> str:
 
 def load_apprise() -> ModuleType:
     """apprise, imported with its plugins (one of which imports the deprecated ``imghdr``
-    on Python 3.11/3.12: that warning is not ours to show)."""
+    on Python 3.11/3.12: that warning is not ours to show). apprise's own log lines name
+    the URLs (secrets and all): they are kept out of the daemon's log; what a failed send
+    says is captured per send and masked (:meth:`AppriseSender.send`)."""
+    logging.getLogger("apprise").propagate = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import apprise
