@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from daemon.config_messages import RENAMED_KEYS, describe_location, format_error
 from daemon.errors import ConfigError
 from daemon.formats import OutputFormat, parse_output_format
+from daemon.notify.section import NotifySection
 
 __all__ = ["RENAMED_KEYS", "describe_location"]  # kept importable from here
 
@@ -139,6 +140,9 @@ class InboxSection(_Section):
     archive_dir: Path | None = None
     failed_dir: Path | None = None
     sidecar: bool = True
+    on_done: list[str] | None = None
+    """A hook (argv, no shell) run when a job is filed; None: ``[notify] on_done``."""
+    on_failed: list[str] | None = None
 
     @field_validator("poll", mode="before")
     @classmethod
@@ -207,6 +211,7 @@ class Settings(BaseSettings):
     watch: WatchSection = Field(default_factory=WatchSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     catalogue: CatalogueSection = Field(default_factory=CatalogueSection)
+    notify: NotifySection = Field(default_factory=NotifySection)
 
     @classmethod
     def settings_customise_sources(
@@ -226,7 +231,7 @@ class Settings(BaseSettings):
         return secret.get_secret_value() if secret is not None else None
 
 
-_SECTION_MODELS: dict[str, type[_Section]] = {
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
     "mvsep": MvsepSection,
     "journal": JournalSection,
     "presets": PresetSection,
@@ -235,6 +240,7 @@ _SECTION_MODELS: dict[str, type[_Section]] = {
     "watch": WatchSection,
     "logging": LoggingSection,
     "catalogue": CatalogueSection,
+    "notify": NotifySection,
 }
 _SECTIONS = {name: frozenset(model.model_fields) for name, model in _SECTION_MODELS.items()}
 """Each section's keys, for "did you mean" lines."""

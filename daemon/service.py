@@ -32,6 +32,8 @@ from daemon.jobs import JobRequest, SourceFile
 from daemon.journal import ACCOUNT_NOTE, INBOX_NOTE, Journal
 from daemon.logs import register_secret
 from daemon.mvsep.client import MvsepClient
+from daemon.notify.runner import Notifications
+from daemon.notify.wiring import build_notifications
 from daemon.pacing import Pacer, PollPolicy
 from daemon.reload import ReloadPlan, plan_reload
 from daemon.watcher import InboxWatcher, ReadyFile, WatchedInbox
@@ -200,12 +202,17 @@ class Daemon:
         self.journal: Journal | None = None
         self.engine: Engine | None = None
         self.watcher: InboxWatcher | None = None
+        self.notifications: Notifications | None = None
 
     def start(self) -> None:
         for i, inbox in enumerate(self.settings.inbox):
             self._check_template(i, inbox)
             self._make_output(i, inbox)
         self.journal = open_journal(self.settings.journal.path, where=self._label)
+        self.notifications = build_notifications(
+            self.journal, lambda: self.settings, where=self._label
+        )
+        self.notifications.start()  # before any job change: its outbox rows go with it
         self.client = make_client(self.settings)
         premium = premium_of(self.client)  # a refused token first: exit 2, one line
         self.journal.set_note(ACCOUNT_NOTE, None)  # a pause of an earlier run is over
@@ -271,6 +278,8 @@ class Daemon:
             # job resumes on restart): the rest of the 10 s is a margin, not a wait
             left_s = deadline - time.monotonic() - 0.5
             self.engine.stop(timeout_s=max(0.5, min(ENGINE_STOP_S, left_s)))
+        if self.notifications is not None:
+            self.notifications.stop(timeout_s=0.5)  # a hook still running runs again on restart
         if self.journal is not None:
             self.journal.close()
         if self.client is not None:

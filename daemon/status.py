@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from daemon.config import Settings
 from daemon.jobs import Job, JobState
 from daemon.journal import ACCOUNT_NOTE, INBOX_NOTE, Journal, daemon_pid
+from daemon.notify.messages import notifications_line
 
 _AT_MVSEP = frozenset({JobState.SUBMITTING, JobState.QUEUED})
 
@@ -210,10 +211,11 @@ def collect(settings: Settings, *, limit: int = 20) -> dict[str, Any]:
         paused = journal.note(ACCOUNT_NOTE)
         _with_health(inboxes, journal)
         today = journal.credits_since(_today_start())
+        outbox = journal.outbox_status()
     account = None if paused is None else {"paused": paused[0], "since": utc_text(paused[1])}
     return {"journal": str(path), "daemon": daemon, "account": account, "inboxes": inboxes,
             "counts": counts, "total": sum(counts.values()), "credits_today": today,
-            "recent": recent}  # fmt: skip
+            "recent": recent, "notifications": outbox}  # fmt: skip
 
 
 def _dump(data: dict[str, Any], stream: TextIO) -> None:
@@ -272,6 +274,8 @@ def render(data: dict[str, Any]) -> list[str]:
         lines.extend(_inbox_lines(inbox, daemon["running"]))
     totals = ", ".join(f"{state} {n}" for state, n in sorted(data["counts"].items()) if n)
     lines.append(f"all jobs: {totals or 'none'}")
+    if (notes := notifications_line(data.get("notifications"))) is not None:
+        lines.append(notes)
     if data["recent"]:
         lines.append(f"\nmost recent {len(data['recent'])}:")
         lines.append(JOB_HEADER)

@@ -266,7 +266,7 @@ def test_a_version_1_journal_is_migrated_and_its_jobs_keep_going(
     db.commit()
     db.close()
     with Journal(path, clock=clock) as j:
-        assert j.schema_version == SCHEMA_VERSION == 3
+        assert j.schema_version == SCHEMA_VERSION == 4
         job = j.get(1)
         assert (job.state, job.mvsep_hash, job.base_url) == (JobState.QUEUED, "h-old", None)
         failed = j.mark_poll_failed(1, due_at=1050.0, error="HTTP 503")

@@ -161,3 +161,37 @@ class JournalReads:
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [job_from_row(r) for r in rows]
+
+    def outbox_status(self) -> dict[str, object] | None:
+        """The notification outbox for `status`: rows per state (waiting, sent, given_up) and
+        the most recent error of a notification not delivered or of a hook run; None for a
+        journal before schema v4."""
+        try:
+            counts = self._read("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
+            last = self._read(
+                "SELECT channel, topic, target, last_error, last_error_at FROM outbox"
+                " WHERE last_error IS NOT NULL AND (state != 'sent' OR channel = 'hook')"
+                " ORDER BY last_error_at DESC, id DESC LIMIT 1"
+            )
+        except sqlite3.OperationalError:  # no outbox table (an older journal, read-only)
+            return None
+        by_state = {str(r["state"]): int(r["n"]) for r in counts}
+        error = None
+        if last:
+            r = last[0]
+            error = {"channel": r["channel"], "topic": r["topic"], "target": r["target"],
+                     "error": r["last_error"], "at": r["last_error_at"]}  # fmt: skip
+        return {"counts": by_state, "last_error": error}
+
+    def finished_since(self, since: float) -> tuple[list[Job], list[Job]]:
+        """The jobs filed and the jobs failed whose change came at or after ``since`` (wall
+        clock), oldest first: what the daily summary counts."""
+        rows = self._read(
+            "SELECT e.to_state AS ended, j.* FROM events e JOIN jobs j ON j.id = e.job_id"
+            " WHERE e.at >= ? AND e.to_state IN ('filed', 'failed')"
+            " AND (e.from_state IS NULL OR e.from_state != e.to_state) ORDER BY e.id",
+            (since,),
+        )
+        filed = [job_from_row(r) for r in rows if r["ended"] == "filed"]
+        failed = [job_from_row(r) for r in rows if r["ended"] == "failed"]
+        return filed, failed

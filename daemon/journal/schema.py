@@ -13,7 +13,7 @@ from pathlib import Path
 
 from daemon.errors import JournalVersionError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -92,8 +92,34 @@ _V3 = (
     )""",
 )
 
+# v4: the notification outbox (daemon/notify/outbox.py). One row per delivery: a hook run
+# (``channel`` 'hook', ``target`` the hook's name) or a notification to one URL (``channel``
+# 'notify', ``target`` the URL's id: a digest, never the URL, which may hold a secret).
+# Written in the transaction of the change it reports; ``state`` 'waiting' until it is sent
+# ('sent') or given up ('given_up'); ``attempts``, ``next_at``, ``last_error`` for the
+# backoff and for `status`. ``key`` makes a delivery unique (the daily summary of a day).
+_V4 = (
+    """CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        target TEXT NOT NULL,
+        key TEXT UNIQUE,
+        job_id INTEGER,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        last_error TEXT,
+        last_error_at REAL,
+        state TEXT NOT NULL DEFAULT 'waiting',
+        done_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, channel, next_at)",
+)
+
 #: version -> statements that bring version-1 up to it (run once each, in one transaction).
-MIGRATIONS: dict[int, Sequence[str]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, Sequence[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 
 
 def user_version(db: sqlite3.Connection) -> int:

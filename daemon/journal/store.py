@@ -73,6 +73,10 @@ NOTES_DDL = "CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, text TEXT N
 
 ChangeListener = Callable[[Job, str, str], None]
 """``(job after the change, event kind, reason)``."""
+StagedListener = Callable[[sqlite3.Connection, Sequence[tuple[Job, str, str]]], None]
+"""``(db, changes)`` inside the transaction, just before COMMIT (the notification outbox)."""
+NoteListener = Callable[[sqlite3.Connection, str, str | None], None]
+"""``(db, key, new text)`` inside :meth:`Journal.set_note`'s transaction, before the write."""
 
 
 class _WallClock:
@@ -103,6 +107,8 @@ class Journal(JournalControl, JournalReads):
         """
         self.path = Path(path)
         self.on_change = on_change
+        self.before_commit: StagedListener | None = None
+        self.on_note: NoteListener | None = None
         self._pending: list[tuple[Job, str, str]] = []
         self._clock: Clock = clock if clock is not None else _WallClock()
         self._lock = threading.RLock()
@@ -218,6 +224,8 @@ class Journal(JournalControl, JournalReads):
                 self._pending.clear()
                 raise
             try:
+                if self.before_commit is not None and self._pending:
+                    self.before_commit(self._db, list(self._pending))
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
@@ -456,6 +464,8 @@ class Journal(JournalControl, JournalReads):
         ``status``); None removes it. Its table is made on first use (no schema change)."""
         with self.transaction() as db:
             db.execute(NOTES_DDL)
+            if self.on_note is not None:
+                self.on_note(db, key, text)
             db.execute("DELETE FROM notes WHERE key = ?", (key,))
             if text is not None:
                 db.execute("INSERT INTO notes VALUES (?, ?, ?)", (key, text, self._clock.time()))
