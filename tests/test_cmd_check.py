@@ -184,6 +184,18 @@ def test_an_invalid_output_template_is_an_error(
     assert any("output_template" in line for line in lines_of(lines, "error"))
 
 
+def test_a_notification_url_apprise_cannot_use_is_an_error_that_hides_it(
+    tmp_path: Path, emu: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "nosuchscheme://user:s3cret-pass@example.invalid/x"
+    extra = f'\n[notify]\nurls = ["json://127.0.0.1:9/ok", "{secret}"]\n'
+    path = write_config(tmp_path, emu.base_url, extra=extra)
+    code, lines = check(path, capsys)
+    assert code == 2
+    (line,) = [x for x in lines_of(lines, "error") if "[notify] urls" in x]
+    assert "#2" in line and "s3cret" not in "\n".join(lines)
+
+
 def _other_filesystem(tmp_path: Path) -> Path | None:
     for candidate in (Path("/dev/shm"), Path("/run/user") / str(os.getuid()), Path("/tmp")):
         try:

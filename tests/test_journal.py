@@ -266,7 +266,7 @@ def test_a_version_1_journal_is_migrated_and_its_jobs_keep_going(
     db.commit()
     db.close()
     with Journal(path, clock=clock) as j:
-        assert j.schema_version == SCHEMA_VERSION == 4
+        assert j.schema_version == SCHEMA_VERSION == 5
         job = j.get(1)
         assert (job.state, job.mvsep_hash, job.base_url) == (JobState.QUEUED, "h-old", None)
         failed = j.mark_poll_failed(1, due_at=1050.0, error="HTTP 503")
@@ -291,3 +291,20 @@ def test_the_host_is_journaled_with_the_intent(journal: Journal, tmp_path: Path)
     journal.mark_prepared(other.id, "sha2", None)
     assert journal.mark_submitting(other.id, "n2", base_url="http://h2").base_url == "http://h2"
     assert journal.mark_reconciled_absent(other.id).base_url is None
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        ("SELECT * FROM jobs ORDER BY updated_at DESC, id DESC LIMIT 20", "jobs_updated"),
+        ("SELECT inbox, state, COUNT(*) FROM jobs GROUP BY inbox, state", "jobs_inbox_state"),
+        ("SELECT SUM(used_credits) FROM jobs WHERE intent_at >= 5", "jobs_intent"),
+    ],
+)
+def test_the_queries_of_status_use_an_index(tmp_path: Path, query: str, index: str) -> None:
+    """No full sort or scan of a 100,000-job journal for `status` (schema v5)."""
+    path = tmp_path / "journal.sqlite3"
+    Journal(path).close()
+    with sqlite3.connect(path) as db:
+        plan = " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert index in plan, plan

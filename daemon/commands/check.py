@@ -103,8 +103,17 @@ def run(args: argparse.Namespace) -> int:
 def check_settings_further(settings: Settings, where: str, report: Report) -> None:
     """What the config file alone cannot say: templates, MVSEP, presets, folders."""
     check_templates(settings, where, report)
+    check_notify(settings, where, report)
     check_mvsep(settings, where, report)
     check_folders(settings, where, report)
+
+
+def check_notify(settings: Settings, where: str, report: Report) -> None:
+    """Each ``[notify] urls`` entry apprise can use (the URL itself never printed)."""
+    from daemon.notify.sender import url_problems
+
+    for line in url_problems(settings.notify.urls, where=where):
+        report.error(line)
 
 
 def finish(report: Report, path: Path | None) -> int:

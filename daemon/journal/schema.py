@@ -13,7 +13,7 @@ from pathlib import Path
 
 from daemon.errors import JournalVersionError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V1 = (
     """CREATE TABLE IF NOT EXISTS jobs (
@@ -119,7 +119,15 @@ _V4 = (
 )
 
 #: version -> statements that bring version-1 up to it (run once each, in one transaction).
-MIGRATIONS: dict[int, Sequence[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+# v5: indexes for what `status` and the daemon ask of a big journal (100,000 jobs): the most
+# recent jobs, jobs per inbox and state, credits since a time.
+_V5 = (
+    "CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated_at, id)",
+    "CREATE INDEX IF NOT EXISTS jobs_inbox_state ON jobs(inbox, state)",
+    "CREATE INDEX IF NOT EXISTS jobs_intent ON jobs(intent_at)",
+)
+
+MIGRATIONS: dict[int, Sequence[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 
 
 def user_version(db: sqlite3.Connection) -> int:
