@@ -269,3 +269,12 @@ def test_without_prometheus_client_render_says_what_to_install(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert "unavailable: /metrics needs prometheus_client" in done.stdout
     assert "mvsep-watch[http]" in done.stdout
+
+
+def test_a_read_only_journal_renders_the_same(journal_path: Path, midnight: float) -> None:
+    """The server may scrape through its own read-only connection (no wait on the daemon's
+    connection lock) while the daemon holds the journal."""
+    with Journal(journal_path) as daemon_side:
+        body, _ = render(daemon_side, now=midnight + 3600)
+        with Journal(journal_path, read_only=True) as reader:
+            assert render(reader, now=midnight + 3600)[0] == body

@@ -217,13 +217,19 @@ class JournalReads:
         work). One query (the buckets are ``SUM``s), no loop over the rows."""
         edges = list(buckets)
         sums = "".join(f", SUM(d <= ?) AS b{i}" for i in range(len(edges)))
+        # one scan of the events; the latest submit before each event by a window (no
+        # correlated subquery: SQLite would run it again for every bucket's SUM)
+        timed = (
+            "SELECT kind, job_id, at, at - MAX(CASE WHEN kind = 'submitted' THEN at END)"
+            " OVER (PARTITION BY job_id ORDER BY id ROWS UNBOUNDED PRECEDING) AS since_submit"
+            " FROM events WHERE kind IN ('submitted', 'result_ready', 'filed')"
+        )
         rows = self._read(
             f"SELECT which, inbox, COUNT(d) AS n, SUM(d) AS total{sums} FROM ("
-            " SELECT 'drop_to_filed' AS which, j.inbox AS inbox, MAX(0, e.at - j.created_at) AS d"
-            " FROM events e JOIN jobs j ON j.id = e.job_id WHERE e.kind = 'filed'"
-            " UNION ALL SELECT 'processing', j.inbox, MAX(0, r.at - (SELECT MAX(s.at)"
-            " FROM events s WHERE s.job_id = r.job_id AND s.kind = 'submitted' AND s.id < r.id))"
-            " FROM events r JOIN jobs j ON j.id = r.job_id WHERE r.kind = 'result_ready'"
+            " SELECT CASE WHEN t.kind = 'filed' THEN 'drop_to_filed' ELSE 'processing' END"
+            " AS which, j.inbox AS inbox, MAX(0, CASE WHEN t.kind = 'filed'"
+            " THEN t.at - j.created_at ELSE t.since_submit END) AS d"
+            f" FROM ({timed}) t JOIN jobs j ON j.id = t.job_id WHERE t.kind != 'submitted'"
             ") WHERE d IS NOT NULL GROUP BY which, inbox",
             edges,
         )
