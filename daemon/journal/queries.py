@@ -195,3 +195,83 @@ class JournalReads:
         filed = [job_from_row(r) for r in rows if r["ended"] == "filed"]
         failed = [job_from_row(r) for r in rows if r["ended"] == "failed"]
         return filed, failed
+
+    # ------------------------------------------------------------ aggregates (/metrics)
+
+    def job_tally(self, *, since: float) -> list[tuple[str, str, int, int, float, float]]:
+        """Per (inbox, state): jobs, jobs holding an MVSEP slot, credits of the jobs
+        submitted since ``since`` and of all jobs (as :meth:`credits_since` counts them).
+        One scan of ``jobs``, whatever its size."""
+        cost = "COALESCE(used_credits, estimated_credits, 0)"
+        sent = "mvsep_hash IS NOT NULL AND intent_at IS NOT NULL"
+        rows = self._read(
+            "SELECT inbox, state, COUNT(*) AS n,"
+            " SUM(state IN (?, ?) OR (state = ? AND resume_state = ?)) AS slots,"
+            f" SUM(CASE WHEN {sent} AND intent_at >= ? THEN {cost} ELSE 0 END) AS today,"
+            f" SUM(CASE WHEN {sent} THEN {cost} ELSE 0 END) AS total"
+            " FROM jobs GROUP BY inbox, state",
+            (JobState.SUBMITTING.value, JobState.QUEUED.value, JobState.RETRY_WAIT.value,
+             JobState.SUBMITTING.value, since),
+        )  # fmt: skip
+        return [
+            (str(r["inbox"]), str(r["state"]), int(r["n"]), int(r["slots"] or 0),
+             float(r["today"] or 0.0), float(r["total"] or 0.0))
+            for r in rows
+        ]  # fmt: skip
+
+    def event_tally(
+        self, failure_classes: Iterable[tuple[str, Iterable[str]]], *, other: str
+    ) -> dict[tuple[str, str, str], int]:
+        """``submitted`` and ``failed`` events: (inbox, kind, class) -> events, where a
+        failure's class is the label of the first of ``failure_classes`` one of whose
+        ``LIKE`` patterns its reason matches (``other`` if none; '' for submits). One
+        query: the classes are a ``CASE`` in SQL, never a loop over the rows."""
+        whens: list[str] = []
+        args: list[str] = []
+        for label, patterns in failure_classes:
+            for pattern in patterns:
+                whens.append("WHEN e.reason LIKE ? THEN ?")
+                args.extend((pattern, label))
+        case = f"CASE {' '.join(whens)} ELSE ? END" if whens else "?"
+        rows = self._read(
+            f"SELECT j.inbox AS inbox, e.kind AS kind, CASE WHEN e.kind = 'failed' THEN {case}"
+            " ELSE '' END AS class, COUNT(*) AS n FROM events e JOIN jobs j ON j.id = e.job_id"
+            " WHERE e.kind IN ('submitted', 'failed') GROUP BY 1, 2, 3",
+            (*args, other),
+        )
+        return {(str(r["inbox"]), str(r["kind"]), str(r["class"])): int(r["n"]) for r in rows}
+
+    def duration_tally(
+        self, buckets: Iterable[float]
+    ) -> dict[tuple[str, str], tuple[list[int], int, float]]:
+        """Histograms from the event times: (``drop_to_filed`` | ``processing``, inbox) ->
+        (observations at or below each of ``buckets``, observations, their sum in seconds).
+        ``drop_to_filed``: a ``filed`` event after its job was journaled; ``processing``: a
+        ``result_ready`` event after the latest ``submitted`` before it (MVSEP's queue and
+        work). One query (the buckets are ``SUM``s), no loop over the rows."""
+        edges = list(buckets)
+        sums = "".join(f", SUM(d <= ?) AS b{i}" for i in range(len(edges)))
+        # one scan of the events; the latest submit before each event by a window (no
+        # correlated subquery: SQLite would run it again for every bucket's SUM)
+        timed = (
+            "SELECT kind, job_id, at, at - MAX(CASE WHEN kind = 'submitted' THEN at END)"
+            " OVER (PARTITION BY job_id ORDER BY id ROWS UNBOUNDED PRECEDING) AS since_submit"
+            " FROM events WHERE kind IN ('submitted', 'result_ready', 'filed')"
+        )
+        rows = self._read(
+            f"SELECT which, inbox, COUNT(d) AS n, SUM(d) AS total{sums} FROM ("
+            " SELECT CASE WHEN t.kind = 'filed' THEN 'drop_to_filed' ELSE 'processing' END"
+            " AS which, j.inbox AS inbox, MAX(0, CASE WHEN t.kind = 'filed'"
+            " THEN t.at - j.created_at ELSE t.since_submit END) AS d"
+            f" FROM ({timed}) t JOIN jobs j ON j.id = t.job_id WHERE t.kind != 'submitted'"
+            ") WHERE d IS NOT NULL GROUP BY which, inbox",
+            edges,
+        )
+        return {
+            (str(r["which"]), str(r["inbox"])): (
+                [int(r[f"b{i}"] or 0) for i in range(len(edges))],
+                int(r["n"]),
+                float(r["total"] or 0.0),
+            )
+            for r in rows
+        }

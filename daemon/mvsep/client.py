@@ -25,6 +25,7 @@ import stamina
 import structlog
 
 from daemon.errors import ApiServerError, Stopping
+from daemon.mvsep.counters import ApiCounters
 from daemon.mvsep.failures import (
     REDACTED,
     CallContext,
@@ -133,6 +134,7 @@ class MvsepClient:
         self._retry_hook = make_retry_hook(retry_timeout_s)
         self._stopping = threading.Event()  # shared with every with_base_url() sibling
         self.rate_limit = RateLimit()
+        self.counters = ApiCounters(gate=gate)  # what /metrics reads (siblings share it)
 
     def __repr__(self) -> str:
         return f"MvsepClient(base_url={self.base_url!r}, api_token={REDACTED!r})"
@@ -304,7 +306,8 @@ class MvsepClient:
 
     def user(self) -> UserInfo:
         """The account: credits left (``premium_minutes``), premium switch, running jobs."""
-        return self._call("user", "GET", "/api/app/user", _parse_user, params=self._q())
+        user = self._call("user", "GET", "/api/app/user", _parse_user, params=self._q())
+        return self.counters.saw_user(user)
 
     def queue(self) -> QueueInfo:
         """Current queue lengths per plan (shape undocumented; kept as received)."""
@@ -414,6 +417,7 @@ class MvsepClient:
                 self._observe(response, ctx.endpoint)
                 return check_response(ctx, response)
         finally:
+            self.counters.record(ctx.endpoint, status)
             log.debug(
                 "mvsep.request",
                 endpoint=ctx.endpoint,

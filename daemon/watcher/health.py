@@ -83,6 +83,7 @@ class MissedEvents:
         for path, since in inbox.suspects.items():
             if now - since >= MISSED_EVENT_GRACE_S:
                 inbox.suspects.clear()
+                inbox.missed_found += 1
                 return path
         return None
 
@@ -110,8 +111,9 @@ def listable(root: Path) -> bool:
     return True
 
 
-def inbox_health(inbox: InboxState) -> dict[str, str | None]:
-    """How the inbox is watched now and why, and why it is paused (None: it is not)."""
+def inbox_health(inbox: InboxState) -> dict[str, str | int | None]:
+    """How the inbox is watched now and why, why it is paused (None: it is not), and how
+    many rescans found a file no event reported (``missed``: for ``/metrics``)."""
     paused = None
     if inbox.paused:
         paused = "folder missing (unmounted share?)"
@@ -119,7 +121,7 @@ def inbox_health(inbox: InboxState) -> dict[str, str | None]:
         paused = "file watching stopped; restarting the watch"
     reason = inbox.mode_logged[1] if inbox.mode_logged is not None else None
     return {"mode": "polling" if inbox.use_polling else "native", "reason": reason,
-            "paused": paused}  # fmt: skip
+            "paused": paused, "missed": inbox.missed_found}  # fmt: skip
 
 
 class HealthNotes:
@@ -128,7 +130,7 @@ class HealthNotes:
 
     def __init__(self, on_health: Callable[[str, str], None]) -> None:
         self._on_health = on_health
-        self._told: dict[str, dict[str, str | None]] = {}
+        self._told: dict[str, dict[str, str | int | None]] = {}
         self._warned = False
 
     def report(self, inboxes: Iterable[InboxState]) -> None:

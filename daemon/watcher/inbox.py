@@ -114,6 +114,7 @@ class InboxState:
     restart_delay: float = 0.0
     restarted_at: float = 0.0
     missed_warned: bool = False
+    missed_found: int = 0  # rescans that found a file no event reported (/metrics)
     handoff_failed: set[str] = field(default_factory=set)  # on_ready raised: next rescan
 
     @property
