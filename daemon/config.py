@@ -26,6 +26,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from daemon.config_http import HttpSection, resolve_http
 from daemon.config_messages import RENAMED_KEYS, describe_location, format_error
 from daemon.errors import ConfigError
 from daemon.formats import OutputFormat, parse_output_format
@@ -207,6 +208,7 @@ class Settings(BaseSettings):
     watch: WatchSection = Field(default_factory=WatchSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     catalogue: CatalogueSection = Field(default_factory=CatalogueSection)
+    http: HttpSection = Field(default_factory=HttpSection)
 
     @classmethod
     def settings_customise_sources(
@@ -226,7 +228,7 @@ class Settings(BaseSettings):
         return secret.get_secret_value() if secret is not None else None
 
 
-_SECTION_MODELS: dict[str, type[_Section]] = {
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
     "mvsep": MvsepSection,
     "journal": JournalSection,
     "presets": PresetSection,
@@ -235,6 +237,7 @@ _SECTION_MODELS: dict[str, type[_Section]] = {
     "watch": WatchSection,
     "logging": LoggingSection,
     "catalogue": CatalogueSection,
+    "http": HttpSection,
 }
 _SECTIONS = {name: frozenset(model.model_fields) for name, model in _SECTION_MODELS.items()}
 """Each section's keys, for "did you mean" lines."""
@@ -291,6 +294,8 @@ def collect_settings(
     except ConfigError as exc:  # the token file's problem says it all: no second line
         problems += exc.problems
         require_token = False
+    http, http_problems = resolve_http(settings.http, config_path=config_path, env=environ)
+    settings, problems = settings.model_copy(update={"http": http}), problems + http_problems
     problems += check_settings(settings, config_path, require_token=require_token)
     if require_inboxes and not settings.inbox:
         problems.append(f"{config_path}: [[inbox]]: no inbox configured — add at least one")

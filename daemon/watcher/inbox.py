@@ -12,6 +12,7 @@ import os
 import stat as stat_mod
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class InboxState:
     restarted_at: float = 0.0
     missed_warned: bool = False
     handoff_failed: set[str] = field(default_factory=set)  # on_ready raised: next rescan
+    scanned_at: float | None = None  # time.monotonic() a walk of the whole inbox last ended
 
     @property
     def root_s(self) -> str:
@@ -235,6 +237,8 @@ def walk(
             found = _walk_entry(inbox, entry, stack)
             if found is not None:
                 yield found
+    if top == inbox.root_s and not stopping.is_set():
+        inbox.scanned_at = time.monotonic()  # `/readyz`: rescans happen
 
 
 def _walk_entry(
