@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 
 import structlog
 
+from daemon.config_http import HttpSection
 from daemon.http import guard, page, view
 from daemon.http.health import HEALTH_JSON, liveness
 
@@ -105,12 +106,19 @@ def redirect(location: str, headers: list[tuple[str, str]] | None = None) -> Res
 
 
 class StatusApp:
-    """The pages of one running :class:`~daemon.service.Daemon`. ``clock`` is monotonic
-    seconds (a seam: the health tests move it on)."""
+    """The pages of one running :class:`~daemon.service.Daemon`, by its ``[http]`` section
+    (or ``section``). ``clock`` is monotonic seconds (a seam: the health tests move it on)."""
 
-    def __init__(self, daemon: Daemon, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        daemon: Daemon,
+        *,
+        section: HttpSection | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._daemon = daemon
-        self._settings = daemon.settings.http  # fixed for the process: a reload needs a restart
+        # fixed for the life of the process: a reload names [http] as needing a restart
+        self._settings = section if section is not None else daemon.settings.http
         address = self._settings.address
         self._listen_host = address[0] if address is not None else "127.0.0.1"
         self._token = self._settings.secret() if self._settings.remote else None
@@ -136,7 +144,8 @@ class StatusApp:
 
     def respond(self, request: Request) -> Response:
         if request.path == "/livez":
-            code, body = liveness(view.loops(self._daemon), self._clock())
+            now = self._clock()
+            code, body = liveness(view.loops(self._daemon), now, started_at=self._started_at)
             return as_json(code, body, HEALTH_JSON)
         if not self._settings.remote and not guard.host_allowed(
             request.headers.get("host"), self._listen_host

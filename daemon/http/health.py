@@ -55,18 +55,22 @@ def document(checks: Sequence[Check], *, description: str) -> tuple[int, dict[st
 
 
 def liveness(
-    loops: Mapping[str, float | None], now: float, *, stale_s: float = LOOP_STALE_S
+    loops: Mapping[str, float | None],
+    now: float,
+    *,
+    started_at: float,
+    stale_s: float = LOOP_STALE_S,
 ) -> tuple[int, dict[str, Any]]:
-    """``loops``: each loop's last tick (``time.monotonic()``; None: not started)."""
+    """``loops``: each loop's last tick (``time.monotonic()``; None: not yet, which counts
+    from ``started_at``, when the server started)."""
     checks = []
     for name, tick in loops.items():
-        if tick is None:
-            checks.append(Check(f"{name}:loop", "fail", "not running"))
-            continue
-        age = max(0.0, now - tick)
-        stuck = age > stale_s
-        output = f"no tick for {age:.0f} s (hung?)" if stuck else ""
-        checks.append(Check(f"{name}:loop", "fail" if stuck else "pass", output, age))
+        age = max(0.0, now - (started_at if tick is None else tick))
+        if age > stale_s:
+            output = "never ticked" if tick is None else f"no tick for {age:.0f} s (hung?)"
+            checks.append(Check(f"{name}:loop", "fail", output, age))
+        else:
+            checks.append(Check(f"{name}:loop", "pass", "starting" if tick is None else "", age))
     return document(checks, description="mvsep-watch: the loops tick")
 
 
