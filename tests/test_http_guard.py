@@ -10,6 +10,7 @@ address, never bound) on a loopback socket: what it checks is the app's rule, no
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from daemon.errors import ConfigError
 from daemon.http import StatusApp, StatusServer
 from daemon.jobs import JobState
 from daemon.journal import Journal
+from daemon.reload import plan_reload
 from daemon.service import Daemon
 
 __all__ = ["daemons"]  # the fixture, imported
@@ -189,3 +191,23 @@ def check_remote_rule(client: httpx.Client, url: str) -> None:
     assert HTTP_TOKEN not in page.text
     client.cookies.clear()
     assert client.get("/").status_code == 401
+
+
+def test_a_port_taken_is_a_config_error_and_http_needs_a_restart(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            StatusServer(object(), "127.0.0.1", port, where="cfg.toml")
+    assert f"cfg.toml: [http] listen: cannot listen on 127.0.0.1:{port}" in str(caught.value)
+    old, _ = load_settings(http_config(tmp_path, "http://127.0.0.1:9", {}), env={})
+    new, _ = load_settings(http_config(tmp_path, "http://127.0.0.1:9", LOCAL), env={})
+    assert "http.listen" in plan_reload(old, new).needs_restart
+
+
+def test_no_listen_no_server(
+    tmp_path: Path, make_emulator: Callable[..., Any], daemons: list[Daemon]
+) -> None:
+    daemon = start(http_config(tmp_path, make_emulator(premium=True).base_url, {}), daemons)
+    assert daemon.http is None

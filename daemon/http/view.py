@@ -9,6 +9,8 @@ MVSEP knows: :class:`AccountCache` reads the account in the background at most e
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from daemon.errors import JournalError
 from daemon.http import health
 from daemon.jobs import JobState
 from daemon.journal import ACCOUNT_NOTE, Journal
@@ -119,7 +122,8 @@ def readiness(daemon: Daemon, now: float, *, started_at: float) -> tuple[int, di
     pause: tuple[str, float] | None = None
     checks = [health.journal_check(_probe(journal))]
     if journal is not None and not journal.closed:
-        pause = journal.note(ACCOUNT_NOTE)
+        with contextlib.suppress(JournalError, sqlite3.Error):  # the journal check says why
+            pause = journal.note(ACCOUNT_NOTE)
     running = watcher is not None and watcher.last_tick is not None
     checks += [
         health.watches_check(inboxes, paused, running=running),
