@@ -26,6 +26,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from daemon.config_http import HttpSection, resolve_http
 from daemon.config_messages import RENAMED_KEYS, describe_location, format_error
 from daemon.errors import ConfigError
 from daemon.formats import OutputFormat, parse_output_format
@@ -212,6 +213,7 @@ class Settings(BaseSettings):
     logging: LoggingSection = Field(default_factory=LoggingSection)
     catalogue: CatalogueSection = Field(default_factory=CatalogueSection)
     notify: NotifySection = Field(default_factory=NotifySection)
+    http: HttpSection = Field(default_factory=HttpSection)
 
     @classmethod
     def settings_customise_sources(
@@ -241,6 +243,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "logging": LoggingSection,
     "catalogue": CatalogueSection,
     "notify": NotifySection,
+    "http": HttpSection,
 }
 _SECTIONS = {name: frozenset(model.model_fields) for name, model in _SECTION_MODELS.items()}
 """Each section's keys, for "did you mean" lines."""
@@ -297,6 +300,8 @@ def collect_settings(
     except ConfigError as exc:  # the token file's problem says it all: no second line
         problems += exc.problems
         require_token = False
+    http, http_problems = resolve_http(settings.http, config_path=config_path, env=environ)
+    settings, problems = settings.model_copy(update={"http": http}), problems + http_problems
     problems += check_settings(settings, config_path, require_token=require_token)
     if require_inboxes and not settings.inbox:
         problems.append(f"{config_path}: [[inbox]]: no inbox configured — add at least one")

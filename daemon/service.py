@@ -28,6 +28,7 @@ from daemon.errors import (
     RetryLater,
 )
 from daemon.filing import DEFAULT_TEMPLATE, validate_template
+from daemon.http import StatusServer, start_http
 from daemon.jobs import JobRequest, SourceFile
 from daemon.journal import ACCOUNT_NOTE, INBOX_NOTE, Journal
 from daemon.logs import register_secret
@@ -203,6 +204,7 @@ class Daemon:
         self.engine: Engine | None = None
         self.watcher: InboxWatcher | None = None
         self.notifications: Notifications | None = None
+        self.http: StatusServer | None = None
 
     def start(self) -> None:
         for i, inbox in enumerate(self.settings.inbox):
@@ -236,6 +238,7 @@ class Daemon:
             on_health=functools.partial(note_inbox, self.journal),  # for `status`
         )
         self.watcher.start()
+        self.http = start_http(self, where=self._label)  # [http] listen: status page, health
         log.info(
             "daemon started",
             inboxes=[str(ib.path) for ib in self.settings.inbox],
@@ -269,6 +272,8 @@ class Daemon:
         """Stop watching, stop the engine (jobs stay at MVSEP), close the journal: all
         within ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
+        if self.http is not None:
+            self.http.stop(timeout_s=min(1.0, timeout_s / 10))
         if self.watcher is not None:
             self.watcher.stop(timeout_s=min(3.0, timeout_s / 3))
         if self.client is not None:

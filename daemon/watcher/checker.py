@@ -165,12 +165,11 @@ class InboxWatcher:
         self, *, add: Sequence[WatchedInbox] = (), remove: Collection[str] = (),
         timeout_s: float = 10.0,
     ) -> bool:  # fmt: skip
-        """Stop watching the inboxes named in ``remove``, then watch those in ``add`` (a name
-        in both is watched afresh with its new spec: a scan finds its files again, which the
-        journal already knows). A removed inbox's files are forgotten, never reported
-        removed. Thread-safe: applied on the checker thread between two passes; returns
-        whether it was applied within ``timeout_s``. Raises ValueError for a name that
-        would be watched twice."""
+        """Stop watching the inboxes named in ``remove``, then watch those in ``add`` (a name in
+        both is watched afresh with its new spec: a scan finds its files again, which the
+        journal already knows). A removed inbox's files are forgotten, never reported removed.
+        Thread-safe: applied on the checker thread between two passes; returns whether it was
+        applied within ``timeout_s``. Raises ValueError for a name watched twice."""
         names = [i.spec.name for i in self._inboxes if i.spec.name not in remove]
         names += [spec.name for spec in add]
         if len(set(names)) != len(names):
@@ -209,8 +208,7 @@ class InboxWatcher:
         update.done.set()
 
     def _watch_first(self, inbox: InboxState) -> None:
-        """Watch a newly started inbox, or pause it when its folder is missing; the checker
-        scans it at its next pass (``needs_scan``)."""
+        """Watch a new inbox, or pause it (its folder is missing); the next pass scans it."""
         inbox.paused = not inbox.probe_root()[0]
         if inbox.paused:
             inbox.log.warning("inbox paused: folder missing (unmounted share?)",
@@ -219,9 +217,12 @@ class InboxWatcher:
             self._watches.place(inbox)
 
     def paused(self) -> list[str]:
-        """Names of the inboxes paused now: their folder is missing, or their watch died
-        and waits to be restarted."""
+        """Inboxes paused now: their folder is missing, or their dead watch awaits a restart."""
         return [i.spec.name for i in self._inboxes if i.paused or i.restart_at is not None]
+
+    def last_scans(self) -> dict[str, float | None]:
+        """When each inbox's last full scan ended (``time.monotonic()``; None: not yet)."""
+        return {i.spec.name: i.scanned_at for i in self._inboxes}
 
     def watch_modes(self) -> dict[str, str]:
         """How each inbox is watched now: ``"native"`` or ``"polling"``."""

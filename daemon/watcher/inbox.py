@@ -12,6 +12,7 @@ import os
 import stat as stat_mod
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class InboxState:
     missed_warned: bool = False
     missed_found: int = 0  # rescans that found a file no event reported (/metrics)
     handoff_failed: set[str] = field(default_factory=set)  # on_ready raised: next rescan
+    scanned_at: float | None = None  # time.monotonic() a walk of the whole inbox last ended
 
     @property
     def root_s(self) -> str:
@@ -236,6 +238,8 @@ def walk(
             found = _walk_entry(inbox, entry, stack)
             if found is not None:
                 yield found
+    if top == inbox.root_s and not stopping.is_set():
+        inbox.scanned_at = time.monotonic()  # `/readyz`: rescans happen
 
 
 def _walk_entry(
