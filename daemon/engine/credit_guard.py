@@ -168,8 +168,8 @@ def admit(ctx: Context, jobs: Sequence[Job], slots: Slots) -> list[int] | None:
             if job.state is JobState.HELD:  # the journal's change line logs it
                 _apply(ctx, job, Released("the credit limit allows it now"))
             allowed.append(job.id)
-        elif job.state is JobState.READY or verdict.cause != Verdict(job.last_error).cause:
-            _apply(ctx, job, Held(verdict.hold))  # held, or held now for another cause
+        elif job.state is JobState.READY or job.last_error != verdict.hold:
+            _apply(ctx, job, Held(verdict.hold))  # held, or its reason changed (new figures)
     if any(v.cause == CREDITS for v in verdicts.values()):
         slots.want_credits(ctx.settings.held_recheck_s, ctx.clock.monotonic())
     return allowed

@@ -300,14 +300,14 @@ class Engine:
         self._roots.check(jobs)
         if self._roots.missing:  # look for the share again at the configured pace
             next_s = min(next_s, self._ctx.settings.missing_inbox_recheck_s)
-        account_s = self._account_due(now)
-        if account_s is not None:
-            next_s = min(next_s, account_s)
         for job in jobs:
             due_s = self._visit(job, now)
             if due_s is not None:
                 next_s = min(next_s, due_s)
         self._fill_slots(jobs)
+        account_s = self._account_due(now)  # after the credit guard, which may want a read
+        if account_s is not None:
+            next_s = min(next_s, account_s)
         return next_s
 
     def _visit(self, job: Job, now: float) -> float | None:
