@@ -89,8 +89,8 @@ def decide(
             )
         tomorrow = today + dt.timedelta(days=1)
         return Verdict(
-            f"{DAY}: {used_today:g} credits used today, this job ~{cost:g}, the limit "
-            f"{day_max:g}; it goes on tomorrow ({tomorrow.isoformat()})"
+            f"{DAY}: {used_today:g} credits used today (sent or being sent), this job "
+            f"~{cost:g}, the limit {day_max:g}; it goes on tomorrow ({tomorrow.isoformat()})"
         )
     keep = limits.keep_credits_at_least
     if keep is not None and credits_left is None:
