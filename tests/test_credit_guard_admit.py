@@ -123,3 +123,16 @@ def test_held_jobs_are_released_when_the_guard_is_off(ctx: Context) -> None:
     released = ctx.journal.get(jobs[1].id)
     assert released.state is JobState.READY and released.last_error is None
     assert [e.kind for e in ctx.journal.events(jobs[1].id)].count("released") == 2
+
+
+def test_separate_interrupted_cancels_a_held_job_as_not_sent(ctx: Context) -> None:
+    from daemon.separate import _cancel_if_not_started
+
+    slots = _slots(ctx)
+    jobs = [_prepared(ctx, f"{n}.wav", 3.0) for n in ("a", "b")]
+    admit(ctx, _active(ctx), slots)
+    held = ctx.journal.get(jobs[1].id)
+    assert held.state is JobState.HELD
+    assert _cancel_if_not_started(ctx.client, ctx.journal, held) is None  # Ctrl-C
+    cancelled = ctx.journal.get(held.id)
+    assert cancelled.state is JobState.CANCELLED and "not sent" in (cancelled.last_error or "")
