@@ -46,6 +46,7 @@ class ResolvedPreset:
     options: dict[str, str]  # add_opt1..add_opt10 -> option key (or free text), in order
     output_format: OutputFormat
     price_coefficient: float
+    price_multiplier: float = 1.0  # the chosen options' ``price_rules``, multiplied
     stems: list[str] = field(default_factory=list)
     premium_only: bool = False  # needs premium (a premium type or format 4/5)
 
@@ -186,6 +187,7 @@ class Catalogue:
             options=resolved_options,
             output_format=fmt,
             price_coefficient=float(algo.price_coefficient),
+            price_multiplier=algo.price_multiplier(resolved_options),
             stems=self.stems_for(algo.render_id),
             premium_only=algo.orientation == 2 or fmt.premium_only,
         )

@@ -183,6 +183,14 @@ class EngineSection(_Section):
     missing_inbox_recheck_s: float = Field(default=60.0, gt=0)
 
 
+class CreditsSection(_Section):
+    """Premium only (the free plan's daily quota is not in the API): over a limit, jobs wait
+    ``held``, nothing sent. Unset: no limit."""
+
+    max_credits_per_day: float | None = Field(default=None, ge=0)
+    keep_credits_at_least: float | None = Field(default=None, ge=0)
+
+
 class WatchSection(_Section):
     rescan_interval_s: float = Field(default=300.0, gt=0)
 
@@ -209,6 +217,7 @@ class Settings(BaseSettings):
     presets: dict[str, PresetSection] = Field(default_factory=dict)
     inbox: list[InboxSection] = Field(default_factory=list)
     engine: EngineSection = Field(default_factory=EngineSection)
+    credits: CreditsSection = Field(default_factory=CreditsSection)
     watch: WatchSection = Field(default_factory=WatchSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     catalogue: CatalogueSection = Field(default_factory=CatalogueSection)
@@ -239,6 +248,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "presets": PresetSection,
     "inbox": InboxSection,
     "engine": EngineSection,
+    "credits": CreditsSection,
     "watch": WatchSection,
     "logging": LoggingSection,
     "catalogue": CatalogueSection,

@@ -113,6 +113,23 @@ class Resumed:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A prepared job over a credit limit: it waits in ``held`` (nothing sent) until the
+    limit allows it (the next local day, or credits bought); ``reason`` says which."""
+
+    reason: str
+    kind: str = field(default="held", init=False)
+
+
+@dataclass(frozen=True)
+class Released:
+    """The credit limit that held the job allows it now: back to ``ready``."""
+
+    reason: str
+    kind: str = field(default="released", init=False)
+
+
+@dataclass(frozen=True)
 class Expired:
     """MVSEP no longer knows the hash (results deleted); back to ready for a new submit."""
 
@@ -161,6 +178,8 @@ Event = (
     | Filed
     | Deferred
     | Resumed
+    | Held
+    | Released
     | Expired
     | CancelRequested
     | CancelDeclined

@@ -16,6 +16,7 @@ A job moves through::
       │                            │                                               │
     retry_wait ◀──defer── ready / submitting / downloading          any ──fail──▶ failed
     retry_wait ──resume──▶ the state it was deferred from            some ──cancel─▶ cancelled
+    held ◀──held── ready (prepared, over a credit limit) ──released──▶ ready
 
 Each state's work is one module of ``daemon/engine/`` (``scheduler.py`` hands jobs to them)::
 
@@ -24,6 +25,8 @@ Each state's work is one module of ``daemon/engine/`` (``scheduler.py`` hands jo
     queued        poll.py       get + next poll delay; cancel at MVSEP
     downloading   deliver.py    stage the stems, plan paths (outputs.py), file, sidecar
     retry_wait    scheduler.py  resume when due; retry.py decides who waits and how long
+    held          credit_guard.py  over max_credits_per_day / keep_credits_at_least; released
+                                   when the limit allows (next local day, credits bought)
     filed/failed  dispose.py    archive/delete/keep the input; failed folder
 
 ``filed``, ``failed`` and ``cancelled`` are terminal: every event raises
@@ -51,10 +54,12 @@ from daemon.events import (
     Expired,
     Failed,
     Filed,
+    Held,
     OutputsPlanned,
     PollFailed,
     Prepared,
     ReconciledAbsent,
+    Released,
     ResultReady,
     Resumed,
     StatusSeen,
@@ -92,6 +97,7 @@ __all__ = [
     "Expired",
     "Failed",
     "Filed",
+    "Held",
     "Job",
     "JobRequest",
     "JobState",
@@ -100,6 +106,7 @@ __all__ = [
     "PollFailed",
     "Prepared",
     "ReconciledAbsent",
+    "Released",
     "ResultFile",
     "ResultReady",
     "Resumed",
@@ -131,11 +138,15 @@ ALLOWED: dict[str, frozenset[JobState]] = {
     "filed": frozenset({_S.DOWNLOADING}),
     "deferred": frozenset({_S.READY, _S.SUBMITTING, _S.DOWNLOADING}),
     "resumed": frozenset({_S.RETRY_WAIT}),
+    "held": frozenset({_S.READY, _S.HELD}),  # again in held: the reason changed
+    "released": frozenset({_S.HELD}),
     "expired": frozenset({_S.QUEUED, _S.DOWNLOADING}),
     "cancel_requested": frozenset({_S.SUBMITTING, _S.QUEUED, _S.RETRY_WAIT}),
     "cancel_declined": frozenset({_S.SUBMITTING, _S.QUEUED, _S.RETRY_WAIT}),
     # from submitting only by the submit step itself, before a byte is sent (superseded)
-    "cancelled": frozenset({_S.READY, _S.SUBMITTING, _S.RETRY_WAIT, _S.QUEUED, _S.DOWNLOADING}),
+    "cancelled": frozenset(
+        {_S.READY, _S.HELD, _S.SUBMITTING, _S.RETRY_WAIT, _S.QUEUED, _S.DOWNLOADING}
+    ),
     "failed": _NON_TERMINAL,
 }
 
@@ -278,6 +289,16 @@ def _on_resumed(job: Job, ev: Event, now: float) -> Job:
     return dataclasses.replace(job, state=job.resume_state, resume_state=None, next_attempt_at=None)
 
 
+def _on_held(job: Job, ev: Event, now: float) -> Job:
+    assert isinstance(ev, Held)
+    _require(job.sha256 is not None and job.mvsep_hash is None, job, ev, "it is not prepared")
+    return dataclasses.replace(job, state=_S.HELD, last_error=ev.reason)
+
+
+def _on_released(job: Job, ev: Event, now: float) -> Job:
+    return dataclasses.replace(job, state=_S.READY, last_error=None)
+
+
 def _on_expired(job: Job, ev: Event, now: float) -> Job:
     assert isinstance(ev, Expired)
     return _progress(
@@ -332,6 +353,8 @@ _HANDLERS: dict[str, Callable[[Job, Event, float], Job]] = {
     "filed": _on_filed,
     "deferred": _on_deferred,
     "resumed": _on_resumed,
+    "held": _on_held,
+    "released": _on_released,
     "expired": _on_expired,
     "cancel_requested": _on_cancel_requested,
     "cancel_declined": _on_cancel_declined,
@@ -349,7 +372,7 @@ def cancel_event(job: Job, reason: str, *, processing: CancelProcessing) -> Even
     """
     if job.state.is_terminal or job.cancel_requested is not None:
         return None
-    if job.state is _S.READY:
+    if job.state in (_S.READY, _S.HELD):  # nothing sent
         return Cancelled(reason)
     if job.state is _S.RETRY_WAIT:
         if job.resume_state is _S.SUBMITTING:

@@ -25,6 +25,8 @@ class JobState(enum.StrEnum):
     QUEUED = "queued"
     DOWNLOADING = "downloading"
     RETRY_WAIT = "retry_wait"
+    HELD = "held"
+    """Prepared, not sent: over a credit limit (``daemon.engine.credit_guard``)."""
     FILED = "filed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -51,6 +53,8 @@ class JobRequest:
     output_format: int
     algorithm_name: str
     price_coefficient: float = 1.0
+    price_multiplier: float = 1.0
+    """The chosen options' ``price_rules`` multipliers (the catalogue's, at preset time)."""
 
     def key(self) -> str:
         """Identity of the request for de-duplication (what MVSEP would compute)."""
@@ -105,6 +109,7 @@ class SourceFile:
                 output_format=int(req["output_format"]),
                 algorithm_name=str(req["algorithm_name"]),
                 price_coefficient=float(req.get("price_coefficient", 1.0)),
+                price_multiplier=float(req.get("price_multiplier", 1.0)),
             ),
             output_dir=Path(str(data["output_dir"])),
             output_template=str(data["output_template"]),

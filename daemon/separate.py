@@ -287,7 +287,8 @@ def interrupt_message(cancelled: list[str], resumable: list[str]) -> str:
 def _cancel_if_not_started(client: Any, journal: Journal, job: Job) -> str | None:
     """Cancel ``job`` if it has not started at MVSEP (``None``); else why it is kept."""
     resume = job.resume_state if job.state is JobState.RETRY_WAIT else job.state
-    if resume is JobState.READY or (job.state is JobState.RETRY_WAIT and resume is None):
+    not_sent = resume in (JobState.READY, JobState.HELD)  # held: over a credit limit
+    if not_sent or (job.state is JobState.RETRY_WAIT and resume is None):
         journal.mark_cancelled(job.id, f"{INTERRUPTED}: not sent to MVSEP")
         return None
     if job.state is JobState.QUEUED and job.mvsep_hash is not None:

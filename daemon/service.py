@@ -131,6 +131,7 @@ def to_request(resolved: Any) -> JobRequest:
         output_format=resolved.output_format.code,
         algorithm_name=resolved.algorithm_name,
         price_coefficient=resolved.price_coefficient,
+        price_multiplier=resolved.price_multiplier,
     )
 
 
@@ -153,6 +154,8 @@ def engine_settings(settings: Settings) -> EngineSettings:
         on_cancel_processing=eng.on_cancel_processing,
         cut_off_wait_s=eng.cut_off_wait_s,
         missing_inbox_recheck_s=eng.missing_inbox_recheck_s,
+        max_credits_per_day=settings.credits.max_credits_per_day,
+        keep_credits_at_least=settings.credits.keep_credits_at_least,
     )
 
 

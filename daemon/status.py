@@ -69,7 +69,8 @@ def job_summary(job: Job, earlier: Job | None = None) -> dict[str, Any]:
         "mvsep_status": job.mvsep_status if at_mvsep and not job.state.is_terminal else None,
         "mvsep_hash": job.mvsep_hash,
         "attempts": job.attempts,
-        "last_error": job.last_error,
+        "last_error": None if job.state is JobState.HELD else job.last_error,
+        "held": job.last_error if job.state is JobState.HELD else None,  # the credit guard's
         "note": note_of(job, earlier),
         "credits": credits_of(job),
         "estimated_credits": job.estimated_credits,
@@ -145,6 +146,8 @@ def job_lines(job: dict[str, Any]) -> list[str]:
     ]
     if job["last_error"]:
         lines.append(f"         last error: {job['last_error']}")
+    if job.get("held"):
+        lines.append(f"         held: {job['held']}")
     if job["note"]:
         lines.append(f"         note: {job['note']}")
     where = input_text(job.get("source_disposed"))

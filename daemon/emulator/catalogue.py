@@ -26,6 +26,7 @@ class FieldSpec:
     input_type: str
     options: frozenset[str]
     default: str = ""
+    multipliers: tuple[tuple[str, float], ...] = ()  # price_rules: (option key, multiplier)
 
     def accepts(self, value: str) -> bool:
         """Whether ``value`` is a valid value of this field."""
@@ -52,6 +53,14 @@ class TypeSpec:
     def premium_only(self) -> bool:
         """Types with orientation 2 are for premium accounts only."""
         return self.orientation == 2
+
+    def price_multiplier(self, options: dict[str, str]) -> float:
+        """The chosen options' ``price_rules`` multipliers (an empty value: the default)."""
+        factor = 1.0
+        for spec in self.fields.values():
+            chosen = options.get(spec.name) or spec.default
+            factor *= dict(spec.multipliers).get(chosen, 1.0)
+        return factor
 
 
 class Catalogue:
@@ -124,7 +133,9 @@ def _parse_field(field: dict[str, Any]) -> FieldSpec:
             default = str(default_key)
         elif ordered:
             default = ordered[0]
-    return FieldSpec(str(field["name"]), input_type, frozenset(ordered), default)
+    rules = [r for r in field.get("price_rules") or [] if r.get("mode") == "multiplier"]
+    multipliers = tuple((str(r.get("option_key")), float(r.get("value") or 1)) for r in rules)
+    return FieldSpec(str(field["name"]), input_type, frozenset(ordered), default, multipliers)
 
 
 def _stems(entry: dict[str, Any]) -> tuple[tuple[str, str], ...]:

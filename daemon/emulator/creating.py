@@ -103,7 +103,7 @@ def _check_input(
             f"The file is too long: {info.duration_s:.0f} s; your plan allows {max_seconds:.0f} s"
         )
     if account.premium:
-        cost = state.cost_of(request.spec, info.duration_s)
+        cost = state.cost_of(request.spec, info.duration_s, dict(request.options))
         with state.lock:
             if cost > account.premium_minutes:
                 return error_list(f"Not enough premium minutes: {cost} needed")

@@ -270,13 +270,14 @@ class EmulatorState:
     def charge(self, job: Job, account: Account) -> None:
         """Charge a premium account for a job whose duration is known (under the lock)."""
         if account.premium and job.duration_s is not None and job.credits == 0:
-            cost = max(1, math.floor(job.duration_s * job.type_spec.price_coefficient / 60))
+            cost = self.cost_of(job.type_spec, job.duration_s, job.options)
             job.credits = float(cost)
             account.premium_minutes -= cost
 
-    def cost_of(self, spec: TypeSpec, duration_s: float) -> int:
-        """Credits a job of ``duration_s`` on ``spec`` costs."""
-        return max(1, math.floor(duration_s * spec.price_coefficient / 60))
+    def cost_of(self, spec: TypeSpec, duration_s: float, options: dict[str, str]) -> int:
+        """Credits a job of ``duration_s`` on ``spec`` with ``options`` costs."""
+        factor = spec.price_coefficient * spec.price_multiplier(options)
+        return max(1, math.floor(duration_s * factor / 60))
 
     def cancel(self, account: Account, job_hash: str) -> tuple[bool, str]:
         """Cancel a job that has not started; refund it. Returns (success, message)."""

@@ -24,11 +24,14 @@ _TWINS = threading.Lock()
 prepared at once, exactly one is sent."""
 
 
-def estimate_credits(duration_s: float | None, price_coefficient: float) -> float | None:
-    """MVSEP's premium price: floor(duration·coefficient/60), at least 1."""
+def estimate_credits(
+    duration_s: float | None, price_coefficient: float, price_multiplier: float = 1.0
+) -> float | None:
+    """MVSEP's premium price: ``max(1, floor(minutes × price_coefficient × the chosen
+    options' price_rules multipliers))``."""
     if duration_s is None:
         return None
-    return float(max(1, math.floor(duration_s * price_coefficient / 60)))
+    return float(max(1, math.floor(duration_s * price_coefficient * price_multiplier / 60)))
 
 
 def prepare(ctx: Context, job: Job) -> None:
@@ -59,7 +62,8 @@ def prepare(ctx: Context, job: Job) -> None:
         return
     if digest is None:
         return
-    credits = estimate_credits(probe.duration_s, job.source.request.price_coefficient)
+    req = job.source.request
+    credits = estimate_credits(probe.duration_s, req.price_coefficient, req.price_multiplier)
     if not ctx.settings.dedupe_same_content:
         ctx.journal.mark_prepared(job.id, digest, credits)
         return

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from daemon import media
 from daemon.clock import Clock, SystemClock
-from daemon.engine import deliver, dispose, prepare, submit
+from daemon.engine import credit_guard, deliver, dispose, prepare, submit
 from daemon.engine.changes import chain_listeners, change_fields, change_level
 from daemon.engine.context import Context, ProgressHook, ids, journal_intact, log
 from daemon.engine.dispose import finish_disposal
@@ -53,7 +53,7 @@ ENGINE_THREAD_PREFIX = "mvsep-engine"  # the pool's thread names: the service's 
 
 _TRANSFER_KINDS = frozenset({"upload", "download"})
 _MAX_WAIT_S = 30.0
-_NOT_SENT = frozenset({JobState.READY, JobState.RETRY_WAIT})
+_NOT_SENT = frozenset({JobState.READY, JobState.HELD, JobState.RETRY_WAIT})
 
 
 @dataclass
@@ -300,14 +300,14 @@ class Engine:
         self._roots.check(jobs)
         if self._roots.missing:  # look for the share again at the configured pace
             next_s = min(next_s, self._ctx.settings.missing_inbox_recheck_s)
-        account_s = self._account_due(now)
-        if account_s is not None:
-            next_s = min(next_s, account_s)
         for job in jobs:
             due_s = self._visit(job, now)
             if due_s is not None:
                 next_s = min(next_s, due_s)
         self._fill_slots(jobs)
+        account_s = self._account_due(now)  # after the credit guard, which may want a read
+        if account_s is not None:
+            next_s = min(next_s, account_s)
         return next_s
 
     def _visit(self, job: Job, now: float) -> float | None:
@@ -361,23 +361,22 @@ class Engine:
     }
 
     def _fill_slots(self, jobs: list[Job]) -> None:
-        """Claim prepared ready jobs (``submitting`` committed first) while slots are free."""
+        """Claim prepared ready jobs (``submitting`` committed first) while slots are free
+        and the credit guard allows them (it holds the others)."""
         if self._slots.paused is not None:  # the account refused: nothing is claimed
             return
-        held = sum(1 for j in jobs if j.holds_slot)
-        slots = self._slots.limit
-        while held < slots and not self._ctx.stopping.is_set():
+        allowed = credit_guard.admit(self._ctx, jobs, self._slots)
+        holding = sum(1 for j in jobs if j.holds_slot)
+        while holding < self._slots.limit and not self._ctx.stopping.is_set():
             if self._count(_TRANSFER_KINDS) >= self._ctx.settings.max_transfers:
                 return
             with self._cond:
                 busy = set(self._tasks)
             busy.update(j.id for j in jobs if self._roots.waits(j))
-            job = self.journal.claim_next_ready(
-                submit.new_nonce, exclude=busy, base_url=self._ctx.client.base_url
-            )
+            job = credit_guard.claim(self._ctx, allowed, exclude=busy)
             if job is None:
                 return
-            held += 1
+            holding += 1
             self._dispatch(job, "upload", self._upload)
 
     # ------------------------------------------------------------ tasks

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.config import EngineSection, MvsepSection
+from daemon.config import CreditsSection, EngineSection, MvsepSection
 from daemon.engine.retry import ExpiryPolicy, RetryPolicy
 from daemon.records import CancelProcessing
 
 _ENGINE = EngineSection()
 _MVSEP = MvsepSection()
+_CREDITS = CreditsSection()
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,12 @@ class EngineSettings:
     missing_inbox_recheck_s: float = _ENGINE.missing_inbox_recheck_s
     """A job whose inbox or output folder is missing (an unmounted share) waits this long
     between looks; it is never cancelled or failed for it."""
+    max_credits_per_day: float | None = _CREDITS.max_credits_per_day
+    """``[credits] max_credits_per_day`` and the one below: the credit guard's limits
+    (``daemon.engine.credit_guard``; premium accounts only); ``None``: no limit."""
+    keep_credits_at_least: float | None = _CREDITS.keep_credits_at_least
+    held_recheck_s: float = 300.0
+    """While a job is held for the credits left, the account is read this often."""
 
     @property
     def retry_policy(self) -> RetryPolicy:

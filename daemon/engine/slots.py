@@ -83,6 +83,11 @@ class Slots:
         self._pause_looks = 0
         self.premium: bool | None = None
         """The account's plan as last read (None: not read yet); the plan caps follow it."""
+        self.credits_left: float | None = None
+        """The account's ``premium_minutes`` as last read (None: not read yet)."""
+        self.credits_read_at: float | None = None
+        """When (monotonic) the read that saw :attr:`credits_left` began."""
+        self._credits_wanted = False
         self._read_account = read_account
         self._rng = rng
         self._lock = threading.Lock()
@@ -155,7 +160,7 @@ class Slots:
     def read_due_in(self, now: float) -> float | None:
         """Seconds until the account should be read (0 or less: now); None: never."""
         with self._lock:
-            if self.configured is None or self._paused is not None:
+            if self.configured is None or self._paused is not None or self._credits_wanted:
                 return self._account.next_read_at - now
             if self._learnt is None:
                 return None
@@ -164,7 +169,7 @@ class Slots:
     def read(self, now: float) -> None:
         """Read the account (one ``/api/app/user``); never raises but :class:`Stopping`.
         With ``max_parallel_jobs`` set, only forgets a learnt limit."""
-        if self.configured is not None and self._paused is None:
+        if self.configured is not None and self._paused is None and not self._credits_wanted:
             with self._lock:
                 self._learnt = None
             log.info("parallel limit learnt from MVSEP forgotten", slots=self.limit)
@@ -182,7 +187,9 @@ class Slots:
             else:
                 self._read_failed(exc, now)
             return
-        self.premium = user.premium_enabled
+        self.premium, self.credits_left = user.premium_enabled, user.premium_minutes
+        self.credits_read_at = now
+        self._credits_wanted = False
         if self._paused is not None:
             with self._lock:
                 self._paused = None
@@ -198,6 +205,13 @@ class Slots:
             self._learnt = None
         if before != slots:
             log.info("account read", premium=user.premium_enabled, slots=self.limit)
+
+    def want_credits(self, within_s: float, now: float) -> None:
+        """A job is held for the credits left (the credit guard): read the account within
+        ``within_s`` (even with ``max_parallel_jobs`` set), so credits bought are seen."""
+        with self._lock:
+            self._credits_wanted = True
+            self._account.next_read_at = min(self._account.next_read_at, now + within_s)
 
     def _read_failed(self, exc: Exception, now: float) -> None:
         settings = self._settings

@@ -202,6 +202,15 @@ class RemoteStatus(_Model):
 # catalogue
 
 
+class PriceRule(_Model):
+    """One of a field's ``price_rules``: choosing ``option_key`` multiplies the price by
+    ``value`` (``mode: "multiplier"``, the only mode seen; others are ignored)."""
+
+    option_key: LaxStr = None
+    mode: LaxStr = None
+    value: LaxFloat = None
+
+
 class AlgorithmField(_Model):
     """One ``add_optN`` field of a separation type; ``options`` maps key -> label."""
 
@@ -211,6 +220,15 @@ class AlgorithmField(_Model):
     default_key: LaxStr = None
     input_type: str = "select"
     required: LaxBool = False
+    price_rules: Annotated[list[PriceRule], BeforeValidator(_to_list)] = []
+
+    def multiplier_for(self, key: str) -> float:
+        """The price multiplier of choosing ``key`` (1 without a rule for it)."""
+        factor = 1.0
+        for rule in self.price_rules:
+            if rule.mode == "multiplier" and rule.option_key == key and rule.value is not None:
+                factor *= rule.value
+        return factor
 
 
 class Algorithm(_Model):
@@ -243,6 +261,14 @@ class Algorithm(_Model):
     def premium_only(self) -> bool:
         """Types with ``orientation == 2`` need a premium account."""
         return self.orientation == 2
+
+    def price_multiplier(self, options: dict[str, str]) -> float:
+        """The product of the chosen options' ``price_rules`` multipliers (1: none)."""
+        factor = 1.0
+        for fld in self.fields:
+            if fld.name in options:
+                factor *= fld.multiplier_for(options[fld.name])
+        return factor
 
 
 # ---------------------------------------------------------------------------------------------
