@@ -168,7 +168,7 @@ def configure_logging(
         foreign_pre_chain=_shared_processors(),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = logging.StreamHandler(out)
+    handler = logging.StreamHandler(out) if stream is not None else _StderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -187,6 +187,23 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     stamina.instrumentation.set_on_retry_hooks([log_retry])
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to ``sys.stderr`` as it is at that moment: a thread that logs
+    after the stream it started with was swapped and closed (pytest's capture between a
+    test and its teardown) writes to the current one instead of failing."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
 
 
 def _isatty(stream: TextIO) -> bool:

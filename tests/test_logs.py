@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -160,3 +161,18 @@ def test_stamina_own_retry_lines_are_rephrased(
     assert entry["wait_s"] == 0.01 and "502" in str(entry["error"])
     assert not {"args", "kwargs", "callable", "retry_num"} & entry.keys()
     assert TOKEN not in stream.getvalue()
+
+
+def test_a_record_after_the_stream_was_swapped_and_closed_goes_to_the_current_stderr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker thread that logs after a test's capture stream was closed (between a test
+    and its teardown) writes to the stderr of that moment, not to the closed stream."""
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging(fmt="json")
+    first.close()
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    structlog.get_logger("t").info("after the swap", job_id=1)
+    assert '"event": "after the swap"' in now.getvalue()
