@@ -225,7 +225,7 @@ def report(name: str, d: Measure, base_s: float, base_label: str, slots: int) ->
     jobs = len(d.durations)
     print(f"{name}")
     print(f"  filed {d.filed}/{jobs}; wall {d.wall_s:.1f} s")
-    print(f"  baseline {base_s:.1f} s ({base_label}): {base_s / d.wall_s:.2f}× faster")
+    print(f"  baseline {base_s:.1f} s ({base_label}): speed-up {base_s / d.wall_s:.2f}×")
     print(f"  physical limit {limit:.1f} s ({parts}): wall is {d.wall_s / limit:.2f}× it")
     print(f"  slot use at MVSEP {d.slot_use:.1%} of {slots}; most in flight {d.most_in_flight}")
     print(
@@ -273,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                 base_s = _sequential_model(daemon.durations, poll_s) + sc.files * (overhead or 0)
                 label = "estimated" + ("" if overhead is not None else ", no transfer overhead")
                 note = ""
-            report(sc.name, daemon, base_s, label, sc.slots)
+            plan = "premium" if sc.premium else "free"
+            heading = f"[{key}] {sc.files} files, {sc.mean_s:g} ± {sc.jitter_s:g} s, {plan}"
+            report(f"{heading}, {sc.slots} slots", daemon, base_s, label, sc.slots)
             if note:
                 print(note)
     return 0
