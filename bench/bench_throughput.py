@@ -233,7 +233,9 @@ def report(name: str, d: Measure, base_s: float, base_label: str, slots: int) ->
         f" s, max {max(d.lags, default=math.nan):.2f} s (n={len(d.lags)})"
     )
     calls = {k: n for k, n in sorted(d.calls.items()) if k != "download"}
-    print(f"  API calls per job {d.api_calls / jobs:.2f} {calls}; 429s {d.rate_limited}")
+    floor = (calls.get("create", 0) + calls.get("get", 0)) / jobs  # the floor is 2
+    print(f"  API calls per job {d.api_calls / jobs:.2f} (create + get {floor:.2f}) {calls}; "
+          f"429s {d.rate_limited}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
