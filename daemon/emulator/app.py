@@ -204,6 +204,7 @@ class EmulatorApp:
                     phase = job.phase(now)
         if phase.status == "expired":
             return answers.not_found()
+        self.state.log_get(job_hash, phase.status, phase.files_visible, now)
         queue = self.state.queue_position(job) if phase.status == "waiting" else (0, 0)
         return Answer(
             200, answers.status_body(job, phase, base_url=self._home_url(request, job), queue=queue)

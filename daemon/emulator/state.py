@@ -12,6 +12,7 @@ import random
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,6 +74,31 @@ class Stats:
         }
 
 
+GET_LOG_MAX = 100_000
+"""Get answers kept for :meth:`EmulatorState.get_records` (the oldest are dropped)."""
+
+
+@dataclass(frozen=True)
+class GetRecord:
+    """One answered ``get`` of a known job: when (monotonic), which, what it said."""
+
+    at: float
+    hash: str
+    status: str
+    files_visible: bool
+
+
+@dataclass(frozen=True)
+class JobTimes:
+    """A job's timeline on the monotonic clock (benchmarks: slot use, detection lag)."""
+
+    hash: str
+    created: float
+    slot: float | None  # when it got a parallel slot (None: still queued)
+    done: float | None  # when MVSEP finished it (None: not yet, or it failed)
+    processing_s: float
+
+
 @dataclass(frozen=True)
 class JobView:
     """A read-only snapshot of a job for tests (``EmulatorServer.jobs``)."""
@@ -125,6 +151,7 @@ class EmulatorState:
             clock=self.clock,
         )
         self._next_id = 1000
+        self.get_log: deque[GetRecord] = deque(maxlen=GET_LOG_MAX)
 
     # -- accounts -----------------------------------------------------------------------
     def account_for(self, token: str | None) -> Account | None:
@@ -205,6 +232,25 @@ class EmulatorState:
             if decision.retry_after_s is not None:
                 self.stats.rate_limited += 1
             return decision
+
+    def log_get(self, job_hash: str, status: str, files_visible: bool, at: float) -> None:
+        """Record one ``get`` answer about a known job."""
+        with self.lock:
+            self.get_log.append(GetRecord(at, job_hash, status, files_visible))
+
+    def get_records(self) -> list[GetRecord]:
+        """The ``get`` answers given so far (read-only copy, oldest first)."""
+        with self.lock:
+            return list(self.get_log)
+
+    def job_times(self) -> list[JobTimes]:
+        """Every job's created, slot and done times (read-only copy)."""
+        with self.lock:
+            jobs = list(self.jobs.values())
+            return [
+                JobTimes(j.hash, j.created_mono, j.slot_mono, j.done_at(), j.processing_s)
+                for j in jobs
+            ]
 
     def stats_json(self) -> dict[str, Any]:
         """Stats plus fired faults, JSON-able."""
