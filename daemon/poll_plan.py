@@ -1,0 +1,247 @@
+"""The poll planner: which queued jobs to ``get`` now, and when to look again. Pure.
+
+Given every job at MVSEP (:class:`JobView`: its last answer, elapsed time, expected
+duration and spread, last poll) and the ``get`` route's budget (:class:`Budget`), at ``now``
+(monotonic seconds, passed in), :meth:`PollPlanner.plan` answers a :class:`Plan`.
+
+The model
+---------
+A running job's duration is taken as normal (mean ``expected_s``, deviation ``spread_s``);
+``distributing`` with chunk counts re-centres it on ``elapsed / finished x all``. The chance
+that a poll at elapsed ``e`` sees done, given the last poll at ``e0`` did not, is
+``(F(e) - F(e0)) / (1 - F(e0))`` (:func:`done_probability`). Each job's next poll is the
+time at which that chance reaches a target ``p`` (:func:`time_to_probability`):
+
+* **Slack budget**: ``p = p_slack`` (0.15), and near the expected end (from ``E - 1 sd`` to
+  ``E + 2 sd``) never more than ``near_end_s`` (2 s) apart: a job is polled as often as it
+  pays, and never more often than ``policy.min_interval_s``.
+* **Tight budget**: the demand at ``p_slack`` (sum over jobs of 1 / interval) is compared to
+  the supply: ``(calls_left - reserve) / horizon_s`` plus the sustained rate of the route
+  (``(cap - reserve) / window_s``). ``p`` grows with demand / supply up to ``p_max`` (0.95):
+  each poll then has a high chance of seeing done, so each job needs few gets (one, for
+  short regular jobs).
+* **Order**: when more jobs are due than ``calls_left - reserve`` allows, the ones most
+  likely to have finished go first; the rest look again after ``retry_s``.
+* **Reserve**: ``reserve`` places of the route are never planned for polls, so a create or
+  cancel sharing the route never waits behind them.
+* **Overdue**: past ``E + 2 sd`` the interval is at least ``overdue_fraction x (e - E)``
+  (a very late job backs off, to ``policy.max_interval_s``).
+
+Other statuses (``waiting``, ``merging``, ``done`` without urls...) use the fixed delays of
+:class:`~daemon.polling.PollPolicy` (``base_delay``). An unseen kind gets its expectation
+from :class:`~daemon.polling.DurationEstimator` (a prior ``k x input duration``, ``k``
+learned per ``sep_type``), never a flat wait.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from daemon.polling import PollPolicy
+
+RUNNING = frozenset({"processing", "distributing"})
+"""Statuses whose end the duration model predicts."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobView:
+    """What the planner knows of one job at MVSEP (times are monotonic seconds)."""
+
+    job_id: int
+    started_at: float
+    """When the create was answered (elapsed counts from here)."""
+    status: str = "processing"
+    """The last answer's status (before the first answer: ``processing``)."""
+    queue_position: int | None = None
+    finished_chunks: int | None = None
+    all_chunks: int | None = None
+    expected_s: float | None = None
+    """Expected create -> done seconds (``DurationEstimator.expected``)."""
+    spread_s: float | None = None
+    """Its standard deviation (``DurationEstimator.spread``)."""
+    last_poll_at: float | None = None
+    """When the last answer (not done) arrived; ``None``: never polled."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """The ``get`` route's budget at ``now``: places free now and the route's size."""
+
+    calls_left: int
+    """Grants possible now without waiting (``Pacer.headroom``)."""
+    cap: int = 58
+    """Places of the route usable at all (``Pacer.cap``)."""
+    window_s: float = 60.0
+    """Its window: a place frees this long after its call."""
+
+
+UNLIMITED = Budget(calls_left=10**6, cap=10**6)
+"""A budget that never binds (no pacer)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """``poll_now``: jobs to poll at once, likeliest done first; ``due_at``: each job's next
+    look (monotonic; ``<= now`` for those in ``poll_now``); ``p_target``: the chance each poll
+    was planned to have; ``tight``: demand exceeded supply."""
+
+    now: float
+    poll_now: tuple[int, ...]
+    due_at: Mapping[int, float]
+    p_target: float
+    tight: bool
+    probability: Mapping[int, float] = field(default_factory=dict)
+
+    def due_in(self, job_id: int) -> float | None:
+        at = self.due_at.get(job_id)
+        return None if at is None else at - self.now
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollPlanner:
+    """Knobs of the planner (defaults in the module docstring); ``policy`` gives the floor
+    (``min_interval_s``), the cap (``max_interval_s``) and the non-running statuses."""
+
+    policy: PollPolicy = field(default_factory=PollPolicy)
+    p_slack: float = 0.15
+    p_max: float = 0.95
+    near_end_s: float = 2.0
+    overdue_fraction: float = 0.1
+    horizon_s: float = 20.0
+    reserve: int = 2
+    retry_s: float = 1.0
+    """A due job left out for want of budget looks again after this (at least the floor)."""
+
+    def plan(self, jobs: Iterable[JobView], budget: Budget, now: float) -> Plan:
+        views = list(jobs)
+        demand = sum(1.0 / self.interval(v, self.p_slack, slack=True) for v in views)
+        usable = max(0, budget.calls_left - self.reserve)
+        supply = usable / self.horizon_s + max(0, budget.cap - self.reserve) / budget.window_s
+        tight = demand > supply
+        p = self.p_slack
+        if tight:
+            p = min(self.p_max, self.p_slack * demand / max(supply, 1e-9))
+        due_at: dict[int, float] = {}
+        prob: dict[int, float] = {}
+        for view in views:
+            last = view.started_at if view.last_poll_at is None else view.last_poll_at
+            first = view.last_poll_at is None and view.status not in RUNNING
+            due_at[view.job_id] = now if first else last + self.interval(view, p, slack=not tight)
+            prob[view.job_id] = done_probability(view, now)
+        due = sorted(
+            (v.job_id for v in views if due_at[v.job_id] <= now),
+            key=lambda j: (-prob[j], due_at[j], j),
+        )
+        chosen = tuple(due[:usable])
+        later = min(self.policy.max_interval_s, max(self.retry_s, self.policy.min_interval_s))
+        for job_id in due[usable:]:
+            due_at[job_id] = now + later
+        return Plan(now, chosen, due_at, p, tight, prob)
+
+    def interval(self, view: JobView, p: float, *, slack: bool) -> float:
+        """Seconds from ``view``'s last poll (or start) to its next, for target chance ``p``."""
+        floor, cap = self.policy.min_interval_s, self.policy.max_interval_s
+        if view.status not in RUNNING:
+            return self.policy.base_delay(
+                status=view.status,
+                queue_position=view.queue_position,
+                finished_chunks=view.finished_chunks,
+                all_chunks=view.all_chunks,
+                elapsed_s=_elapsed(view, None),
+                expected_s=view.expected_s,
+            )
+        mean, sd = _model(view)
+        if mean is None:
+            unknown = self.near_end_s if slack else self.policy.processing_unknown_s
+            return min(cap, max(floor, unknown))
+        e0 = _elapsed(view, None)
+        delta = time_to_probability(mean, sd, e0, p)
+        if e0 > mean + 2 * sd:
+            delta = max(delta, self.overdue_fraction * (e0 - mean))
+        elif slack and e0 + delta >= mean - sd:
+            delta = min(delta, max(self.near_end_s, mean - sd - e0))
+        return min(cap, max(floor, delta))
+
+
+def _elapsed(view: JobView, now: float | None) -> float:
+    at = now if now is not None else view.last_poll_at
+    return 0.0 if at is None else max(0.0, at - view.started_at)
+
+
+def _model(view: JobView) -> tuple[float | None, float]:
+    """(mean, sd) of the job's create -> done seconds, chunks taken into account."""
+    mean, sd = view.expected_s, view.spread_s
+    done, total = view.finished_chunks, view.all_chunks
+    if view.status == "distributing" and done and total and view.last_poll_at is not None:
+        elapsed = _elapsed(view, None)
+        if elapsed > 0:
+            left = elapsed / done * max(0, total - done)
+            return elapsed + left, max(0.2 * left, 0.5)
+    if mean is None or mean <= 0:
+        return None, 0.0
+    return mean, max(sd if sd is not None else 0.5 * mean, 0.05 * mean, 0.05)
+
+
+def _cdf(x: float, mean: float, sd: float) -> float:
+    return 0.5 * (1.0 + math.erf((x - mean) / (sd * math.sqrt(2.0))))
+
+
+def done_probability(view: JobView, now: float) -> float:
+    """Chance that a ``get`` at ``now`` sees ``view`` done, given its last poll did not."""
+    if view.status not in RUNNING:
+        return 0.0 if view.status == "waiting" else 0.5
+    mean, sd = _model(view)
+    if mean is None:
+        return 0.5
+    e0, e = _elapsed(view, None), _elapsed(view, now)
+    survive = 1.0 - _cdf(e0, mean, sd)
+    if survive < 1e-6:  # far overdue: the model says nothing; treat as likely
+        return 1.0
+    return max(0.0, min(1.0, (_cdf(e, mean, sd) - _cdf(e0, mean, sd)) / survive))
+
+
+def censored_mean(mean: float | None, sd: float | None, low: float, high: float) -> float:
+    """A duration known only to lie in ``(low, high]``: its expectation under N(mean, sd)
+    (the midpoint when there is no model or the model puts no weight there). Near the
+    midpoint for a narrow interval; for a wide one (one late poll saw done) it stays near
+    the model instead of drifting to the poll time."""
+    low, high = max(0.0, low), max(low, high)
+    if mean is None or sd is None or sd <= 0 or high - low <= 0:
+        return (low + high) / 2
+    a, b = (low - mean) / sd, (high - mean) / sd
+    mass = _cdf(b, 0.0, 1.0) - _cdf(a, 0.0, 1.0)
+    if mass < 1e-9:
+        return (low + high) / 2
+    pdf = (math.exp(-a * a / 2) - math.exp(-b * b / 2)) / math.sqrt(2 * math.pi)
+    return min(high, max(low, mean + sd * pdf / mass))
+
+
+def time_to_probability(mean: float, sd: float, e0: float, p: float) -> float:
+    """Seconds after elapsed ``e0`` until P(done by then | not done at ``e0``) reaches ``p``."""
+    f0 = _cdf(e0, mean, sd)
+    target = f0 + p * (1.0 - f0)
+    if target >= 1.0 - 1e-9:
+        return 0.0
+    lo, hi = e0, max(e0, mean) + 10.0 * sd
+    for _ in range(50):  # bisection: the cdf is monotone
+        mid = (lo + hi) / 2
+        if _cdf(mid, mean, sd) < target:
+            lo = mid
+        else:
+            hi = mid
+    return hi - e0
+
+
+__all__ = [
+    "RUNNING",
+    "UNLIMITED",
+    "Budget",
+    "JobView",
+    "Plan",
+    "PollPlanner",
+    "censored_mean",
+    "done_probability",
+    "time_to_probability",
+]
