@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 from daemon.polling import PollPolicy
 
@@ -75,6 +76,9 @@ class Budget:
     """Places of the route usable at all (``Pacer.cap``)."""
     window_s: float = 60.0
     """Its window: a place frees this long after its call."""
+    backlog: int = 0
+    """Jobs waiting here for a slot: their polls are still to come, so the stock is spent
+    at the sustained rate; with none, it may be spent at once."""
 
 
 UNLIMITED = Budget(calls_left=10**6, cap=10**6)
@@ -101,35 +105,45 @@ class Plan:
 
 @dataclass(frozen=True, kw_only=True)
 class PollPlanner:
-    """Knobs of the planner (defaults in the module docstring); ``policy`` gives the floor
+    """Knobs of the planner (see the module docstring); ``policy`` gives the floor
     (``min_interval_s``), the cap (``max_interval_s``) and the non-running statuses."""
 
     policy: PollPolicy = field(default_factory=PollPolicy)
-    p_slack: float = 0.15
-    p_max: float = 0.95
+    price_slack_s: float = 0.25
+    """The price of a poll, in seconds of detection lag, while the budget is slack."""
     near_end_s: float = 2.0
+    """Slack budget: near the expected end, polls at most this far apart."""
     overdue_fraction: float = 0.1
-    horizon_s: float = 20.0
+    """Past ``E + 2 sd``: at least this fraction of the lateness between polls."""
+    horizon_s: float = 6.0
+    """No backlog: the stock of calls may be spent over this many seconds."""
     reserve: int = 2
+    """Places of the route never planned for polls (creates, cancels)."""
+    keep_fraction: float = 0.4
+    """A backlog: below this fraction of the route's cap, polls slow down."""
+    sure: float = 0.8
+    """A job this likely done (given its last poll) is due, whatever its turn: the route's
+    places are not left unused while a result is probably waiting."""
     retry_s: float = 1.0
     """A due job left out for want of budget looks again after this (at least the floor)."""
 
     def plan(self, jobs: Iterable[JobView], budget: Budget, now: float) -> Plan:
         views = list(jobs)
-        demand = sum(1.0 / self.interval(v, self.p_slack, slack=True) for v in views)
         usable = max(0, budget.calls_left - self.reserve)
-        supply = usable / self.horizon_s + max(0, budget.cap - self.reserve) / budget.window_s
-        tight = demand > supply
-        p = self.p_slack
-        if tight:
-            p = min(self.p_max, self.p_slack * demand / max(supply, 1e-9))
+        price = self.price(views, self.supply(budget), now)
+        tight = price > self.price_slack_s
         due_at: dict[int, float] = {}
         prob: dict[int, float] = {}
         for view in views:
             last = view.started_at if view.last_poll_at is None else view.last_poll_at
             first = view.last_poll_at is None and view.status not in RUNNING
-            due_at[view.job_id] = now if first else last + self.interval(view, p, slack=not tight)
+            delay = self.interval(view, price, slack=not tight)
+            due_at[view.job_id] = now if first else last + delay
             prob[view.job_id] = done_probability(view, now)
+        for view in views:  # a likely done goes before its turn (work-conserving)
+            sure_at = _sure_at(view, self.sure)
+            if sure_at is not None:
+                due_at[view.job_id] = min(due_at[view.job_id], max(now, sure_at))
         due = sorted(
             (v.job_id for v in views if due_at[v.job_id] <= now),
             key=lambda j: (-prob[j], due_at[j], j),
@@ -138,10 +152,43 @@ class PollPlanner:
         later = min(self.policy.max_interval_s, max(self.retry_s, self.policy.min_interval_s))
         for job_id in due[usable:]:
             due_at[job_id] = now + later
-        return Plan(now, chosen, due_at, p, tight, prob)
+        return Plan(now, chosen, due_at, price, tight, prob)
 
-    def interval(self, view: JobView, p: float, *, slack: bool) -> float:
-        """Seconds from ``view``'s last poll (or start) to its next, for target chance ``p``."""
+    def supply(self, budget: Budget) -> float:
+        """Polls per second the budget affords. No backlog: the stock over ``horizon_s``.
+        A backlog: the sustained rate ``(cap - reserve) / window`` plus the stock above
+        ``keep`` over one window; below ``keep``, proportionally less (a burst now is a
+        famine one window later: a place frees only ``window_s`` after its call)."""
+        usable = max(0, budget.calls_left - self.reserve)
+        if budget.backlog <= 0:
+            return usable / self.horizon_s
+        sustained = max(0, budget.cap - self.reserve) / budget.window_s
+        keep = max(1.0, self.keep_fraction * budget.cap)
+        floor = sustained if usable > 0 else 0.0
+        return floor + max(0.0, usable - keep) / budget.window_s
+
+    def price(self, views: list[JobView], supply: float, now: float) -> float:
+        """The price of a poll (seconds of lag) at which the jobs' polls fit ``supply``.
+
+        A running job is polled at the rate ``sqrt(h / 2c)`` (``h``: its hazard, the
+        chance per second that it ends now, given it has not; ``c``: the price): the rule
+        that minimises lag + ``c`` x polls (Keller's inspection rule). Summed over jobs
+        the demand is ``sum(sqrt(h)) / sqrt(2c)``, so the price that meets ``supply``
+        comes in closed form; other statuses ask their fixed ``1 / delay``."""
+        fixed = roots = 0.0
+        for view in views:
+            mean, sd = _model(view)
+            if view.status not in RUNNING or mean is None:
+                fixed += 1.0 / self.interval(view, self.price_slack_s, slack=True)
+            else:
+                roots += math.sqrt(_hazard(_elapsed(view, now), mean, sd))
+        rest = supply - fixed
+        if rest <= 1e-9:
+            return _PRICE_MAX_S
+        return min(_PRICE_MAX_S, max(self.price_slack_s, roots * roots / (2.0 * rest * rest)))
+
+    def interval(self, view: JobView, price: float, *, slack: bool) -> float:
+        """Seconds from ``view``'s last poll (or start) to its next, at ``price``."""
         floor, cap = self.policy.min_interval_s, self.policy.max_interval_s
         if view.status not in RUNNING:
             return self.policy.base_delay(
@@ -157,12 +204,51 @@ class PollPlanner:
             unknown = self.near_end_s if slack else self.policy.processing_unknown_s
             return min(cap, max(floor, unknown))
         e0 = _elapsed(view, None)
-        delta = time_to_probability(mean, sd, e0, p)
+        delta = next_poll_after(mean, sd, e0, price, cap)
         if e0 > mean + 2 * sd:
             delta = max(delta, self.overdue_fraction * (e0 - mean))
         elif slack and e0 + delta >= mean - sd:
             delta = min(delta, max(self.near_end_s, mean - sd - e0))
         return min(cap, max(floor, delta))
+
+
+_PRICE_MAX_S = 1e6
+
+
+def _sure_at(view: JobView, sure: float) -> float | None:
+    """When the chance that ``view`` is done (given its last poll) reaches ``sure``."""
+    if view.status not in RUNNING:
+        return None
+    mean, sd = _model(view)
+    if mean is None:
+        return None
+    f0 = _cdf(_elapsed(view, None), mean, sd)
+    target = min(1.0 - 1e-9, f0 + sure * (1.0 - f0))
+    return view.started_at + max(0.0, NormalDist(mean, sd).inv_cdf(target))
+
+
+def _hazard(elapsed: float, mean: float, sd: float) -> float:
+    """Chance per second of ending at ``elapsed`` given it has not, under N(mean, sd); held
+    at its value at ``mean + 2 sd`` beyond (a job that late: the model knows no better)."""
+    z = (min(elapsed, mean + 2 * sd) - mean) / sd
+    survive = 0.5 * math.erfc(z / math.sqrt(2.0))
+    return math.exp(-z * z / 2) / (math.sqrt(2 * math.pi) * sd * max(survive, 1e-12))
+
+
+def next_poll_after(mean: float, sd: float, e0: float, price: float, cap: float) -> float:
+    """Seconds after elapsed ``e0`` to the next poll: where the poll density
+    ``sqrt(h / 2 price)`` integrates to one (at most ``cap``)."""
+    t, acc = e0, 0.0
+    for _ in range(400):
+        rate = math.sqrt(_hazard(t, mean, sd) / (2.0 * price))
+        step = min(0.25 / rate if rate > 0 else cap, sd / 4, e0 + cap - t)
+        if acc + rate * step >= 1.0:
+            return t + (1.0 - acc) / rate - e0
+        acc += rate * step
+        t += step
+        if t >= e0 + cap:
+            break
+    return min(cap, t - e0)
 
 
 def _elapsed(view: JobView, now: float | None) -> float:
@@ -181,7 +267,7 @@ def _model(view: JobView) -> tuple[float | None, float]:
             return elapsed + left, max(0.2 * left, 0.5)
     if mean is None or mean <= 0:
         return None, 0.0
-    return mean, max(sd if sd is not None else 0.5 * mean, 0.05 * mean, 0.05)
+    return mean, max(sd if sd is not None else 0.5 * mean, 0.1 * mean, 0.05)
 
 
 def _cdf(x: float, mean: float, sd: float) -> float:
@@ -218,22 +304,6 @@ def censored_mean(mean: float | None, sd: float | None, low: float, high: float)
     return min(high, max(low, mean + sd * pdf / mass))
 
 
-def time_to_probability(mean: float, sd: float, e0: float, p: float) -> float:
-    """Seconds after elapsed ``e0`` until P(done by then | not done at ``e0``) reaches ``p``."""
-    f0 = _cdf(e0, mean, sd)
-    target = f0 + p * (1.0 - f0)
-    if target >= 1.0 - 1e-9:
-        return 0.0
-    lo, hi = e0, max(e0, mean) + 10.0 * sd
-    for _ in range(50):  # bisection: the cdf is monotone
-        mid = (lo + hi) / 2
-        if _cdf(mid, mean, sd) < target:
-            lo = mid
-        else:
-            hi = mid
-    return hi - e0
-
-
 __all__ = [
     "RUNNING",
     "UNLIMITED",
@@ -243,5 +313,5 @@ __all__ = [
     "PollPlanner",
     "censored_mean",
     "done_probability",
-    "time_to_probability",
+    "next_poll_after",
 ]

@@ -165,16 +165,36 @@ class DurationEstimator:
         self._ratios: dict[int | None, _Ewma] = {}
         self._lock = threading.Lock()
 
-    def observe(self, sep_type: int, seconds: float, *, input_s: float | None = None) -> None:
-        """Record one job's duration; non-finite or non-positive values are ignored."""
+    def observe(
+        self,
+        sep_type: int,
+        seconds: float,
+        *,
+        input_s: float | None = None,
+        within_s: float = 0.0,
+    ) -> None:
+        """Record one job's duration; non-finite or non-positive values are ignored.
+
+        ``within_s``: how wide the interval it is known to lie in was (the gap between the
+        last poll that did not see it done and the one that did): the spread never learns
+        less than that uncertainty (``within_s / sqrt(12)``, a uniform's deviation)."""
         if not math.isfinite(seconds) or seconds <= 0:
             return
-        ratio = seconds / input_s if input_s is not None and input_s > 0 else None
+        scale = input_s if input_s is not None and input_s > 0 else None
+        floor = max(0.0, within_s) / math.sqrt(12.0)
         with self._lock:
             for key in (sep_type, None):
-                self._seconds.setdefault(key, _Ewma()).add(seconds, self._alpha)
-                if ratio is not None and math.isfinite(ratio):
-                    self._ratios.setdefault(key, _Ewma()).add(ratio, self._alpha)
+                self._add(self._seconds.setdefault(key, _Ewma()), seconds, floor)
+                if scale is not None and math.isfinite(seconds / scale):
+                    ratios = self._ratios.setdefault(key, _Ewma())
+                    self._add(ratios, seconds / scale, floor / scale)
+
+    def _add(self, avg: _Ewma, value: float, least: float) -> None:
+        """The uncertainty floor is held to the spread already believed: a wide interval
+        (a late poll) neither inflates the spread nor lets it collapse."""
+        if avg.count:
+            least = min(least, self._sd(avg) / 1.25)
+        avg.add(value, self._alpha, least)
 
     def expected(self, sep_type: int, *, input_s: float | None = None) -> float | None:
         found = self._estimate(sep_type, input_s)
@@ -207,7 +227,11 @@ class DurationEstimator:
     def _sd(self, avg: _Ewma) -> float:
         if avg.count < 2:
             return self._prior_spread * avg.mean
-        return 1.25 * avg.deviation
+        return max(1.25 * avg.deviation, _MIN_SPREAD * avg.mean)
+
+
+_MIN_SPREAD = 0.05
+"""The spread never falls below this fraction of the mean (identical observations)."""
 
 
 @dataclass
@@ -216,14 +240,15 @@ class _Ewma:
     deviation: float = 0.0  # EWMA of |value - mean|
     count: int = 0
 
-    def add(self, value: float, alpha: float) -> None:
+    def add(self, value: float, alpha: float, least_deviation: float = 0.0) -> None:
+        off = max(abs(value - self.mean), least_deviation)
         if self.count == 0:
             self.mean = value
         elif self.count == 1:
-            self.deviation = abs(value - self.mean)
+            self.deviation = off
             self.mean += alpha * (value - self.mean)
         else:
-            self.deviation += alpha * (abs(value - self.mean) - self.deviation)
+            self.deviation += alpha * (off - self.deviation)
             self.mean += alpha * (value - self.mean)
         self.count += 1
 

@@ -67,6 +67,8 @@ class Polls:
         self._timers: dict[int, PollTimer] = {}
         self._plan: Plan | None = None
         self._sep_types: dict[int, int] = {}
+        self.backlog = 0
+        """Jobs waiting here for a slot (the scheduler sets it each pass): see ``Budget``."""
 
     def due_in(self, job: Job, now: float) -> float:
         """Seconds until ``job`` is due for a poll (0 or less: now); starts its timer."""
@@ -126,6 +128,7 @@ class Polls:
             calls_left=max(0, gate.headroom("get", now) - sent),
             cap=gate.cap("get"),
             window_s=gate.span_s,
+            backlog=self.backlog,
         )
 
     def _input_s(self, job: Job) -> float | None:
@@ -192,7 +195,9 @@ class Polls:
             low,
             now - timer.started_at,
         )
-        self._estimator.observe(sep_type, seconds, input_s=timer.input_s)
+        self._estimator.observe(
+            sep_type, seconds, input_s=timer.input_s, within_s=now - timer.started_at - low
+        )
 
     def _expired(self, job: Job, timer: PollTimer) -> bool:
         """Count a ``not_found``; True if it confirmed the expiry (the job left queued)."""
