@@ -7,25 +7,37 @@ duration and spread, last poll) and the ``get`` route's budget (:class:`Budget`)
 The model
 ---------
 A running job's duration is taken as normal (mean ``expected_s``, deviation ``spread_s``);
-``distributing`` with chunk counts re-centres it on ``elapsed / finished x all``. The chance
-that a poll at elapsed ``e`` sees done, given the last poll at ``e0`` did not, is
-``(F(e) - F(e0)) / (1 - F(e0))`` (:func:`done_probability`). Each job's next poll is the
-time at which that chance reaches a target ``p`` (:func:`time_to_probability`):
+``distributing`` with chunk counts re-centres it on ``elapsed / finished x all``. Its hazard
+``h`` (the chance per second that it ends now, given that it has not) sets its poll density
+``sqrt(h / 2c)``: the rule that minimises detection lag + ``c`` x polls (Keller's optimal
+inspection), ``c`` being the price of one poll in seconds of lag. The next poll is where
+that density integrates to one since the last (:func:`next_poll_after`). So a job is left
+alone while it certainly runs and polled densely where it most likely ends.
 
-* **Slack budget**: ``p = p_slack`` (0.15), and near the expected end (from ``E - 1 sd`` to
-  ``E + 2 sd``) never more than ``near_end_s`` (2 s) apart: a job is polled as often as it
-  pays, and never more often than ``policy.min_interval_s``.
-* **Tight budget**: the demand at ``p_slack`` (sum over jobs of 1 / interval) is compared to
-  the supply: ``(calls_left - reserve) / horizon_s`` plus the sustained rate of the route
-  (``(cap - reserve) / window_s``). ``p`` grows with demand / supply up to ``p_max`` (0.95):
-  each poll then has a high chance of seeing done, so each job needs few gets (one, for
-  short regular jobs).
-* **Order**: when more jobs are due than ``calls_left - reserve`` allows, the ones most
-  likely to have finished go first; the rest look again after ``retry_s``.
+* **Slack budget**: ``c = price_slack_s`` (0.25 s), and near the expected end (from
+  ``E - 1 sd`` to ``E + 2 sd``) never more than ``near_end_s`` (2 s) apart, never more
+  often than ``policy.min_interval_s``.
+* **Tight budget**: summed over jobs the demand is ``sum(sqrt(h)) / sqrt(2c)``; ``c`` is
+  raised (closed form, :meth:`PollPlanner.price`) until it meets the supply
+  (:meth:`PollPlanner.supply`): with no backlog the stock of calls (``calls_left -
+  reserve``) over ``horizon_s``; with jobs still waiting for a slot, the sustained rate
+  ``(cap - reserve) / window`` plus the stock above a cushion over one window (a burst now
+  is a famine one window later: a place frees only ``window_s`` after its call). The calls
+  go where the hazard is: each job needs as few gets as its spread allows.
+* **Likely done**: a job whose chance of being done (given its last poll,
+  :func:`done_probability`) has reached ``sure`` (0.8) is due whatever the price, so the
+  route's places are not left unused while a result is probably waiting.
+* **Order**: when more jobs are due than ``calls_left - reserve`` allows, the likeliest
+  done go first; the rest look again after ``retry_s``.
 * **Reserve**: ``reserve`` places of the route are never planned for polls, so a create or
   cancel sharing the route never waits behind them.
-* **Overdue**: past ``E + 2 sd`` the interval is at least ``overdue_fraction x (e - E)``
-  (a very late job backs off, to ``policy.max_interval_s``).
+* **Overdue**: past ``E + 2 sd`` the hazard is held (the model knows no better) and the
+  interval is at least ``overdue_fraction x (e - E)``, up to ``policy.max_interval_s``.
+
+The duration a done poll teaches is censored: it lies between the last not-done answer and
+the done one. :func:`censored_mean` takes its expectation there under the model (the
+midpoint of a narrow interval; near the model for a wide one), so late polls neither drag
+the estimate up nor, with ``DurationEstimator.observe(within_s=)``, its spread to zero.
 
 Other statuses (``waiting``, ``merging``, ``done`` without urls...) use the fixed delays of
 :class:`~daemon.polling.PollPolicy` (``base_delay``). An unseen kind gets its expectation
@@ -88,13 +100,14 @@ UNLIMITED = Budget(calls_left=10**6, cap=10**6)
 @dataclass(frozen=True)
 class Plan:
     """``poll_now``: jobs to poll at once, likeliest done first; ``due_at``: each job's next
-    look (monotonic; ``<= now`` for those in ``poll_now``); ``p_target``: the chance each poll
-    was planned to have; ``tight``: demand exceeded supply."""
+    look (monotonic; ``<= now`` for those in ``poll_now``); ``price_s``: the price of a poll
+    the plan used (seconds of lag); ``tight``: the slack price did not meet the supply;
+    ``probability``: each job's chance of being done at ``now``."""
 
     now: float
     poll_now: tuple[int, ...]
     due_at: Mapping[int, float]
-    p_target: float
+    price_s: float
     tight: bool
     probability: Mapping[int, float] = field(default_factory=dict)
 

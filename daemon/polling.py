@@ -3,8 +3,10 @@
 :class:`PollPolicy` is pure: status, progress figures, elapsed and expected duration in;
 seconds until the next ``get`` of that job out (jittered by the injected ``random.Random``).
 :class:`DurationEstimator` keeps the EWMA of observed durations per ``sep_type`` that
-feeds ``expected_s``. Why polls are spent this way (the API budget) is worked out in the
-docstring of :mod:`daemon.pacing`.
+feeds ``expected_s`` (and a spread, and seconds per input second for kinds not seen yet).
+The engine plans polls with :mod:`daemon.poll_plan`, which takes the running statuses'
+timing from its own model and the others' from :meth:`PollPolicy.base_delay`; the policy
+alone is today's per-job timer (the baseline in ``bench/bench_pacing.py``).
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_a_tight_budget_raises_the_price_and_spaces_the_polls() -> None:
     slack = PLANNER.plan(views, SLACK, 8.0)
     tight = PLANNER.plan(views, Budget(calls_left=6, cap=58, backlog=20), 8.0)
     assert not slack.tight and tight.tight
-    assert tight.p_target > slack.p_target
+    assert tight.price_s > slack.price_s
     assert all(tight.due_at[i] > slack.due_at[i] for i in range(10))
 
 
