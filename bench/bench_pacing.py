@@ -2,8 +2,9 @@
 
 Issue 12's scenarios, each run with two daemon sides in the same run on the same seeds:
 
-* **baseline**: today's per-job timers, ``PollPolicy`` with a ``DurationEstimator`` fed the
-  elapsed time at seen-done, no prior (an unseen kind is polled every 15 s);
+* **baseline**: the per-job timers before the planner, ``PollPolicy`` (its 2-s floor for
+  running jobs) with a ``DurationEstimator`` fed the elapsed time at seen-done, no prior
+  (an unseen kind is polled every 15 s);
 * **planner**: ``daemon.poll_plan.PollPlanner`` over all jobs at MVSEP and the ``get``
   route's budget, the estimator's prior ``k x input duration`` and its censored updates, as
   ``daemon.engine.poll.Polls`` runs it.
@@ -123,7 +124,8 @@ class Simulation:
         lo, hi = sc.mean_s - sc.spread_s, sc.mean_s + sc.spread_s
         self.jobs = [Job(i, self.rng.uniform(lo, hi)) for i in range(sc.jobs)]
         self.use_planner = planner
-        self.policy = PollPolicy()
+        # the baseline keeps the policy as it was (a 2-s floor for running jobs)
+        self.policy = PollPolicy() if planner else PollPolicy(processing_floor_s=2.0)
         self.planner = PollPlanner(policy=self.policy)
         self.pacer = Pacer(limit=LIMIT, window_s=WINDOW_S)
         self.estimator = DurationEstimator()

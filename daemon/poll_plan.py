@@ -156,7 +156,9 @@ class PollPlanner:
         for view in views:  # a likely done goes before its turn (work-conserving)
             sure_at = _sure_at(view, self.sure)
             if sure_at is not None:
-                due_at[view.job_id] = min(due_at[view.job_id], max(now, sure_at))
+                last = view.started_at if view.last_poll_at is None else view.last_poll_at
+                soonest = max(now, sure_at, last + self.floor_s(view))
+                due_at[view.job_id] = min(due_at[view.job_id], soonest)
         due = sorted(
             (v.job_id for v in views if due_at[v.job_id] <= now),
             key=lambda j: (-prob[j], due_at[j], j),
@@ -200,9 +202,17 @@ class PollPlanner:
             return _PRICE_MAX_S
         return min(_PRICE_MAX_S, max(self.price_slack_s, roots * roots / (2.0 * rest * rest)))
 
+    def floor_s(self, view: JobView) -> float:
+        """The shortest gap between two polls of ``view``: ``policy.min_interval_s``, and
+        for a running job at least ``policy.processing_floor_s``."""
+        floor = self.policy.min_interval_s
+        if view.status in RUNNING:
+            floor = max(floor, self.policy.processing_floor_s)
+        return min(self.policy.max_interval_s, floor)
+
     def interval(self, view: JobView, price: float, *, slack: bool) -> float:
         """Seconds from ``view``'s last poll (or start) to its next, at ``price``."""
-        floor, cap = self.policy.min_interval_s, self.policy.max_interval_s
+        cap, floor = self.policy.max_interval_s, self.floor_s(view)
         if view.status not in RUNNING:
             return self.policy.base_delay(
                 status=view.status,
@@ -233,8 +243,8 @@ def _sure_at(view: JobView, sure: float) -> float | None:
     if view.status not in RUNNING:
         return None
     mean, sd = _model(view)
-    if mean is None:
-        return None
+    if mean is None or _elapsed(view, None) > mean + 2 * sd:
+        return None  # overdue: the model is wrong about it; the overdue backoff holds
     f0 = _cdf(_elapsed(view, None), mean, sd)
     target = min(1.0 - 1e-9, f0 + sure * (1.0 - f0))
     return view.started_at + max(0.0, NormalDist(mean, sd).inv_cdf(target))

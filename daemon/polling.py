@@ -46,8 +46,10 @@ class PollPolicy:
     processing_overdue_fraction: float = 0.1
     """Past the expected duration: every ``overdue * elapsed`` (fast at first, then backs
     off for a job that is very late)."""
-    processing_floor_s: float = 2.0
-    """Shortest base delay for running jobs (``processing``, ``distributing``, ``merging``)."""
+    processing_floor_s: float = 1.0
+    """Shortest base delay for running jobs (``processing``, ``distributing``, ``merging``);
+    the poll planner's floor for them too (it was 2.0 before the planner: the baseline in
+    ``bench/bench_pacing.py`` keeps that)."""
     distributing_unknown_s: float = 10.0
     """``distributing`` before any chunk has finished."""
     merging_s: float = 4.0

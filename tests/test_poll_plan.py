@@ -240,3 +240,13 @@ def test_other_statuses_use_the_policy_delays() -> None:
     assert done_probability(waiting, 100.0) == 0.0
     restarted = view(status="waiting", last_poll_at=None)  # a restart: polled at once
     assert PLANNER.plan([restarted], SLACK, 7.0).due_at[1] == 7.0
+
+
+def test_an_overdue_job_is_not_polled_in_a_busy_loop() -> None:
+    """A job far past what its prior predicted (a 0.25-s guess for a 4-s job) is polled at
+    the running floor and the overdue backoff, not at once after every answer."""
+    planner = PollPlanner(policy=PollPolicy(min_interval_s=0.02, processing_floor_s=0.5))
+    late = view(expected_s=0.25, spread_s=0.125, last_poll_at=3.0)
+    plan = planner.plan([late], SLACK, 3.0)
+    assert plan.due_at[1] - 3.0 >= 0.5 - 1e-9
+    assert plan.poll_now == ()
