@@ -3,8 +3,10 @@
 :class:`PollPolicy` is pure: status, progress figures, elapsed and expected duration in;
 seconds until the next ``get`` of that job out (jittered by the injected ``random.Random``).
 :class:`DurationEstimator` keeps the EWMA of observed durations per ``sep_type`` that
-feeds ``expected_s``. Why polls are spent this way (the API budget) is worked out in the
-docstring of :mod:`daemon.pacing`.
+feeds ``expected_s`` (and a spread, and seconds per input second for kinds not seen yet).
+The engine plans polls with :mod:`daemon.poll_plan`, which takes the running statuses'
+timing from its own model and the others' from :meth:`PollPolicy.base_delay`; the policy
+alone is today's per-job timer (the baseline in ``bench/bench_pacing.py``).
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ class PollPolicy:
     processing_overdue_fraction: float = 0.1
     """Past the expected duration: every ``overdue * elapsed`` (fast at first, then backs
     off for a job that is very late)."""
-    processing_floor_s: float = 2.0
-    """Shortest base delay for running jobs (``processing``, ``distributing``, ``merging``)."""
+    processing_floor_s: float = 1.0
+    """Shortest base delay for running jobs (``processing``, ``distributing``, ``merging``);
+    the poll planner's floor for them too (it was 2.0 before the planner: the baseline in
+    ``bench/bench_pacing.py`` keeps that)."""
     distributing_unknown_s: float = 10.0
     """``distributing`` before any chunk has finished."""
     merging_s: float = 4.0
@@ -72,14 +76,20 @@ class PollPolicy:
         ``elapsed_s``: seconds since its create was answered; ``expected_s``: from
         :meth:`DurationEstimator.expected` for its ``sep_type``.
         """
-        base = self._base_delay(
-            status, queue_position, finished_chunks, all_chunks, elapsed_s, expected_s
+        base = self.base_delay(
+            status=status,
+            queue_position=queue_position,
+            finished_chunks=finished_chunks,
+            all_chunks=all_chunks,
+            elapsed_s=elapsed_s,
+            expected_s=expected_s,
         )
         factor = 1.0 + self.jitter * (2.0 * rng.random() - 1.0)
         return max(self.min_interval_s, base * factor)
 
-    def _base_delay(
+    def base_delay(
         self,
+        *,
         status: str,
         queue_position: int | None,
         finished_chunks: int | None,
@@ -87,6 +97,8 @@ class PollPolicy:
         elapsed_s: float,
         expected_s: float | None,
     ) -> float:
+        """:meth:`next_poll_delay` before jitter and the final floor (the poll planner
+        takes the non-running statuses from here)."""
         if status == "waiting":
             return self._clamp(self._waiting(queue_position), self.waiting_base_s)
         if status == "processing":
@@ -126,42 +138,123 @@ class PollPolicy:
 
 
 class DurationEstimator:
-    """EWMA of observed create->done durations, per ``sep_type`` with a global fallback.
+    """EWMAs of observed create->done durations, per ``sep_type`` with a global fallback.
 
-    ``expected(sep_type)``: that type's EWMA once it has one observation, else the global
-    EWMA over all types, else ``prior_s`` (``None`` by default: the policy then polls at its
-    ``processing_unknown_s`` cadence). ``alpha`` [0.3] weighs the newest observation; the
-    first observation of a key seeds its average. Thread-safe; no I/O.
+    Two averages per key: of the seconds, and of the ratio seconds / input seconds (when the
+    input's duration is known). ``expected(sep_type, input_s=)``, first that applies: the
+    type's ratio x ``input_s``; the type's seconds; the global ratio x ``input_s``; the
+    global seconds; ``prior_ratio`` x ``input_s`` (a kind never seen: MVSEP's processing
+    grows with the input); ``prior_s`` (``None`` by default: the policy then polls at its
+    ``processing_unknown_s`` cadence). ``spread`` is the matching standard deviation (from
+    an EWMA of the absolute deviation, x 1.25), ``prior_spread`` x expected until a key has
+    two observations. ``alpha`` [0.3] weighs the newest observation; the first observation
+    of a key seeds its average. Thread-safe; no I/O.
     """
 
-    def __init__(self, *, alpha: float = 0.3, prior_s: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        prior_s: float | None = None,
+        prior_ratio: float | None = 0.5,
+        prior_spread: float = 0.5,
+    ) -> None:
         if not 0 < alpha <= 1:
             raise ValueError("alpha must be in (0, 1]")
         self._alpha = alpha
         self._prior_s = prior_s
-        self._by_type: dict[int, float] = {}
-        self._global: float | None = None
+        self._prior_ratio = prior_ratio
+        self._prior_spread = prior_spread
+        self._seconds: dict[int | None, _Ewma] = {}  # None: the global average
+        self._ratios: dict[int | None, _Ewma] = {}
         self._lock = threading.Lock()
 
-    def observe(self, sep_type: int, seconds: float) -> None:
-        """Record one job's duration; non-finite or non-positive values are ignored."""
+    def observe(
+        self,
+        sep_type: int,
+        seconds: float,
+        *,
+        input_s: float | None = None,
+        within_s: float = 0.0,
+    ) -> None:
+        """Record one job's duration; non-finite or non-positive values are ignored.
+
+        ``within_s``: how wide the interval it is known to lie in was (the gap between the
+        last poll that did not see it done and the one that did): the spread never learns
+        less than that uncertainty (``within_s / sqrt(12)``, a uniform's deviation)."""
         if not math.isfinite(seconds) or seconds <= 0:
             return
+        scale = input_s if input_s is not None and input_s > 0 else None
+        floor = max(0.0, within_s) / math.sqrt(12.0)
         with self._lock:
-            self._by_type[sep_type] = self._ewma(self._by_type.get(sep_type), seconds)
-            self._global = self._ewma(self._global, seconds)
+            for key in (sep_type, None):
+                self._add(self._seconds.setdefault(key, _Ewma()), seconds, floor)
+                if scale is not None and math.isfinite(seconds / scale):
+                    ratios = self._ratios.setdefault(key, _Ewma())
+                    self._add(ratios, seconds / scale, floor / scale)
 
-    def expected(self, sep_type: int) -> float | None:
+    def _add(self, avg: _Ewma, value: float, least: float) -> None:
+        """The uncertainty floor is held to the spread already believed: a wide interval
+        (a late poll) neither inflates the spread nor lets it collapse."""
+        if avg.count:
+            least = min(least, self._sd(avg) / 1.25)
+        avg.add(value, self._alpha, least)
+
+    def expected(self, sep_type: int, *, input_s: float | None = None) -> float | None:
+        found = self._estimate(sep_type, input_s)
+        return None if found is None else found[0]
+
+    def spread(self, sep_type: int, *, input_s: float | None = None) -> float | None:
+        """The standard deviation that goes with :meth:`expected` (``None`` alike)."""
+        found = self._estimate(sep_type, input_s)
+        return None if found is None else found[1]
+
+    def _estimate(self, sep_type: int, input_s: float | None) -> tuple[float, float] | None:
+        known = input_s is not None and input_s > 0
+        scale = input_s if input_s is not None and known else 1.0
         with self._lock:
-            found = self._by_type.get(sep_type)
-            if found is not None:
-                return found
-            return self._global if self._global is not None else self._prior_s
+            for key in (sep_type, None):
+                ratio = self._ratios.get(key)
+                if known and ratio is not None:
+                    return ratio.mean * scale, self._sd(ratio) * scale
+                seconds = self._seconds.get(key)
+                if seconds is not None:
+                    return seconds.mean, self._sd(seconds)
+        if known and self._prior_ratio is not None:
+            mean = self._prior_ratio * scale
+        elif self._prior_s is not None:
+            mean = self._prior_s
+        else:
+            return None
+        return mean, self._prior_spread * mean
 
-    def _ewma(self, current: float | None, value: float) -> float:
-        if current is None:
-            return value
-        return current + self._alpha * (value - current)
+    def _sd(self, avg: _Ewma) -> float:
+        if avg.count < 2:
+            return self._prior_spread * avg.mean
+        return max(1.25 * avg.deviation, _MIN_SPREAD * avg.mean)
+
+
+_MIN_SPREAD = 0.05
+"""The spread never falls below this fraction of the mean (identical observations)."""
+
+
+@dataclass
+class _Ewma:
+    mean: float = 0.0
+    deviation: float = 0.0  # EWMA of |value - mean|
+    count: int = 0
+
+    def add(self, value: float, alpha: float, least_deviation: float = 0.0) -> None:
+        off = max(abs(value - self.mean), least_deviation)
+        if self.count == 0:
+            self.mean = value
+        elif self.count == 1:
+            self.deviation = off
+            self.mean += alpha * (value - self.mean)
+        else:
+            self.deviation += alpha * (off - self.deviation)
+            self.mean += alpha * (value - self.mean)
+        self.count += 1
 
 
 __all__ = ["DurationEstimator", "PollPolicy"]

@@ -55,7 +55,8 @@ def test_waiting_delay_is_monotone_in_position() -> None:
     [
         (0.0, 30.0, 24.0),  # first poll at 0.8 E
         (10.0, 30.0, 14.0),
-        (23.0, 30.0, 2.0),  # 1 s left to the first poll: the floor
+        (23.0, 30.0, 1.0),  # 1 s left to the first poll (the floor is 1 s)
+        (23.5, 30.0, 1.0),  # 0.5 s left: the floor
         (24.0, 30.0, 6.0),  # then every 0.2 E
         (30.0, 30.0, 6.0),
         (35.0, 30.0, 3.5),  # overdue: 0.1 x elapsed, faster than before
@@ -83,8 +84,8 @@ def test_processing_polls_faster_as_expected_completion_passes() -> None:
     [
         (5, 6, 25.0, 5.0),
         (2, 10, 20.0, 60.0),
-        (3, 4, 3.0, 2.0),
-        (4, 4, 30.0, 2.0),
+        (3, 4, 3.0, 1.0),  # 1 s per chunk, one left
+        (4, 4, 30.0, 1.0),  # all done: the floor
         (0, 4, 30.0, 10.0),
         (None, None, 30.0, 10.0),
     ],

@@ -2,8 +2,9 @@
 
 :func:`poll` is one ``get`` (on the host the job lives on, ``Context.client_for``) and what
 follows from it (``downloading``, ``failed``, expired, a cancel at MVSEP). :class:`Polls`
-holds each queued job's timer and computes the next delay from the pure poll policy
-(``daemon.pacing.PollPolicy``) or, after an error, from ``daemon.engine.retry``. A healthy
+holds each queued job's timer; the next poll of every queued job comes from one pure plan
+over all of them and the pacer's ``get`` budget (``daemon.poll_plan.PollPlanner``) or, after
+an error, from ``daemon.engine.retry``. A healthy
 job's timer is in memory (a restart polls every job at once, then adapts); a failing poll's
 streak is journaled (``attempts``, ``first_error_at``, ``next_attempt_at``: the job stays
 ``queued``), so that its backoff and its deadline continue across a restart.
@@ -27,26 +28,47 @@ from daemon.errors import ApiError, ApiNotFound, ApiRejected, RetryLater, WillNe
 from daemon.jobs import Job, JobState, ResultFile
 from daemon.mvsep.client import HISTORY_MAX_LIMIT
 from daemon.mvsep.models import HistoryEntry, JobStatus
-from daemon.pacing import DurationEstimator, PollPolicy
+from daemon.pacing import DurationEstimator, Pacer, PollPolicy
+from daemon.poll_plan import UNLIMITED, Budget, JobView, Plan, PollPlanner, censored_mean
 
 
 @dataclass
 class PollTimer:
     started_at: float  # monotonic: when this engine first saw the job queued
-    next_at: float  # monotonic
+    next_at: float  # monotonic: not before (a failed poll's backoff, a journaled wait)
+    input_s: float | None = None  # the input's duration (the estimator's prior)
+    status: JobStatus | None = None  # the last answer
+    last_poll_at: float | None = None  # monotonic: when that answer came
+    visited_at: float = 0.0  # monotonic: the scheduler's last look (stale timers go)
+    polling: bool = False  # dispatched, not answered yet
     not_found: int = 0  # not_found answers since the last status (see ExpiryPolicy)
     first_not_found_at: float | None = None  # wall clock
 
 
 class Polls:
-    """The poll timers of queued jobs and the step that runs one poll. Thread-safe."""
+    """The poll timers of queued jobs and the step that runs one poll. Thread-safe.
 
-    def __init__(self, ctx: Context, *, policy: PollPolicy, estimator: DurationEstimator) -> None:
+    When each job is polled is the :class:`~daemon.poll_plan.PollPlanner`'s answer over all
+    queued jobs at once, against the ``get`` route's budget in the client's pacer."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        policy: PollPolicy,
+        estimator: DurationEstimator,
+        planner: PollPlanner | None = None,
+    ) -> None:
         self._ctx = ctx
         self._policy = policy
         self._estimator = estimator
+        self._planner = planner if planner is not None else PollPlanner(policy=policy)
         self._lock = threading.Lock()
         self._timers: dict[int, PollTimer] = {}
+        self._plan: Plan | None = None
+        self._sep_types: dict[int, int] = {}
+        self.backlog = 0
+        """Jobs waiting here for a slot (the scheduler sets it each pass): see ``Budget``."""
 
     def due_in(self, job: Job, now: float) -> float:
         """Seconds until ``job`` is due for a poll (0 or less: now); starts its timer."""
@@ -54,8 +76,67 @@ class Polls:
             timer = self._timers.get(job.id)
             if timer is None:
                 timer = PollTimer(started_at=now, next_at=now + self._journaled_wait_s(job))
+                timer.input_s = self._input_s(job)
                 self._timers[job.id] = timer
-            return timer.next_at - now
+                self._sep_types[job.id] = job.source.request.sep_type
+                self._plan = None
+            timer.visited_at = now
+            plan = self._plan
+            if plan is None or plan.now != now or job.id not in plan.due_at:
+                plan = self._plan = self._make_plan(now)
+            due = max(timer.next_at, plan.due_at.get(job.id, now)) - now
+            if due <= 0:
+                timer.polling = True
+                self._plan = None  # the budget just changed
+            return due
+
+    def _make_plan(self, now: float) -> Plan:
+        stale = now - 2 * self._policy.max_interval_s - 60.0
+        for job_id in [j for j, t in self._timers.items() if t.visited_at < stale]:
+            if not self._timers[job_id].polling:
+                del self._timers[job_id]
+        views = [self._view(job_id, t) for job_id, t in self._timers.items() if not t.polling]
+        sent = len(self._timers) - len(views)  # dispatched: the pacer may not count them yet
+        return self._planner.plan(views, self._budget(now, sent), now)
+
+    def _view(self, job_id: int, timer: PollTimer) -> JobView:
+        sep_type = self._sep_types.get(job_id, 0)
+        status = timer.status
+        position = None
+        if status is not None:
+            position = status.current_order if status.current_order is not None else None
+            position = position if position is not None else status.queue_count
+        return JobView(
+            job_id=job_id,
+            started_at=timer.started_at,
+            status=status.status if status is not None else "processing",
+            queue_position=position,
+            finished_chunks=status.finished_chunks if status is not None else None,
+            all_chunks=status.all_chunks if status is not None else None,
+            expected_s=self._estimator.expected(sep_type, input_s=timer.input_s),
+            spread_s=self._estimator.spread(sep_type, input_s=timer.input_s),
+            last_poll_at=timer.last_poll_at,
+        )
+
+    def _budget(self, now: float, sent: int) -> Budget:
+        """The ``get`` route's budget in the client's pacer (none: it never binds). The
+        pacer reads ``now`` as its own clock's: one clock in the daemon."""
+        gate = self._ctx.client.counters.gate
+        if not isinstance(gate, Pacer):
+            return UNLIMITED
+        return Budget(
+            calls_left=max(0, gate.headroom("get", now) - sent),
+            cap=gate.cap("get"),
+            window_s=gate.span_s,
+            backlog=self.backlog,
+        )
+
+    def _input_s(self, job: Job) -> float | None:
+        """The input's duration (a header read, once per job); None if unreadable."""
+        try:
+            return self._ctx.probe(job.source.path).duration_s
+        except Exception:  # a probe that raises only loses the prior
+            return None
 
     def _journaled_wait_s(self, job: Job) -> float:
         """What is left of the backoff of a poll streak journaled before a restart."""
@@ -69,13 +150,21 @@ class Polls:
             timer = self._timers.get(job_id)
             if timer is not None:
                 timer.next_at = self._ctx.clock.monotonic()
+                timer.last_poll_at = None
+                timer.status = None
+                self._plan = None
 
     def run(self, job: Job) -> None:
         """The poll task: one ``get``, then the job's next poll time (or its timer ends)."""
-        outcome = poll(self._ctx, job)
+        try:
+            outcome = poll(self._ctx, job)
+        finally:
+            with self._lock:
+                timer = self._timers.get(job.id)
+                if timer is not None:
+                    timer.polling = False
+                self._plan = None
         now = self._ctx.clock.monotonic()
-        with self._lock:
-            timer = self._timers.get(job.id)
         if timer is None:
             return
         if isinstance(outcome.error, ApiNotFound) and self._expired(job, timer):
@@ -87,11 +176,27 @@ class Polls:
             with self._lock:
                 self._timers.pop(job.id, None)
             if self._ctx.journal.get(job.id).state is JobState.DOWNLOADING:
-                self._estimator.observe(job.source.request.sep_type, now - timer.started_at)
+                self._observe_done(job, timer, now)
             return
-        timer.not_found, timer.first_not_found_at = 0, None
-        timer.next_at = now + self.next_delay_s(
-            job, outcome.status, elapsed_s=now - timer.started_at
+        with self._lock:
+            timer.not_found, timer.first_not_found_at = 0, None
+            timer.status, timer.last_poll_at = outcome.status, now
+            timer.next_at = now + self._policy.min_interval_s
+            self._plan = None
+
+    def _observe_done(self, job: Job, timer: PollTimer, now: float) -> None:
+        """Feed the estimator the job's duration: done between its last not-done answer and
+        this one, its expectation within those bounds (:func:`censored_mean`)."""
+        sep_type = job.source.request.sep_type
+        low = 0.0 if timer.last_poll_at is None else timer.last_poll_at - timer.started_at
+        seconds = censored_mean(
+            self._estimator.expected(sep_type, input_s=timer.input_s),
+            self._estimator.spread(sep_type, input_s=timer.input_s),
+            low,
+            now - timer.started_at,
+        )
+        self._estimator.observe(
+            sep_type, seconds, input_s=timer.input_s, within_s=now - timer.started_at - low
         )
 
     def _expired(self, job: Job, timer: PollTimer) -> bool:
@@ -118,18 +223,6 @@ class Polls:
         if current.state is JobState.QUEUED:
             expired(self._ctx, current)
         return True
-
-    def next_delay_s(self, job: Job, status: JobStatus, *, elapsed_s: float) -> float:
-        position = status.current_order if status.current_order is not None else status.queue_count
-        return self._policy.next_poll_delay(
-            status=status.status,
-            queue_position=position,
-            finished_chunks=status.finished_chunks,
-            all_chunks=status.all_chunks,
-            elapsed_s=elapsed_s,
-            expected_s=self._estimator.expected(job.source.request.sep_type),
-            rng=self._ctx.rng,
-        )
 
     def _failed(
         self, job: Job, timer: PollTimer, exc: RetryLater | ApiNotFound, now: float

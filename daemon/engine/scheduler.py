@@ -297,6 +297,7 @@ class Engine:
             else:
                 self._dispatch(job, "dispose", self._dispose)
         jobs = self.journal.active_jobs()
+        self._polls.backlog = sum(1 for j in jobs if j.state is JobState.READY)  # poll pace
         self._roots.check(jobs)
         if self._roots.missing:  # look for the share again at the configured pace
             next_s = min(next_s, self._ctx.settings.missing_inbox_recheck_s)
