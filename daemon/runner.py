@@ -30,6 +30,10 @@ from daemon.service import Daemon
 
 log = structlog.get_logger(__name__)
 
+LOOP_S = 1.0
+"""How often the main loop checks the journal is intact, a reload is asked for, and the
+watchdog; a SIGTERM ends the wait at once."""
+
 
 def run_service(settings: Settings, *, config_path: Path) -> int:
     """`mvsep-watch run`: start, wait for SIGTERM/SIGINT, stop within 10 s."""
@@ -52,7 +56,7 @@ def run_service(settings: Settings, *, config_path: Path) -> int:
             daemon.start()
         notifier.watch_loops(loop_stamps(daemon))
         notifier.ready()
-        while not stop.wait(0.2):
+        while not stop.wait(LOOP_S):
             if daemon.journal is not None:
                 daemon.journal.check_intact()
             if reload.is_set():

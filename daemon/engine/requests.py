@@ -30,7 +30,7 @@ from daemon.errors import ApiNotFound, IllegalTransition, JournalError, RetryLat
 from daemon.jobs import Job, JobState, ResultFile
 from daemon.journal.control import RequestRow
 
-LOOK_S = 0.5
+LOOK_S = 1.0
 """How often the journal is asked for new requests (a command waits a few seconds)."""
 _IN_PLACE = ("kept", "left")
 
