@@ -32,14 +32,6 @@ def _key(path: Path, st: os.stat_result) -> _Key:
     return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _read_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def open_as_seen(job: Job) -> BinaryIO | None:
     """Open ``job``'s input if it is still the file the job saw (its size and mtime); None
     when another file is at the path now (a new version dropped over it: its own job).
@@ -77,19 +69,8 @@ def sha256_of_handle(path: Path, handle: BinaryIO) -> str:
 
 def sha256_of(path: Path) -> str:
     """The file's sha256 (from the cache while its inode, size and mtime are unchanged)."""
-    before = path.stat()
-    with _lock:
-        known = _cache.get(_key(path, before))
-    if known is not None:
-        return known
-    digest = _read_digest(path)
-    after = path.stat()
-    if _key(path, after) == _key(path, before):  # not changed while it was read
-        with _lock:
-            _cache[_key(path, after)] = digest
-            while len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
-    return digest
+    with open(path, "rb") as handle:
+        return sha256_of_handle(path, handle)
 
 
 def is_same_file(job: Job) -> bool | None:
