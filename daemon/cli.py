@@ -157,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        from daemon.leaving import leave_without_busy_workers  # only an engine leaves any
+
+        leave_without_busy_workers(code=EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `mvsep-watch status | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

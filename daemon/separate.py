@@ -25,6 +25,7 @@ from daemon.errors import ApiError, ApiNotFound, ApiRejected, ConfigError, Stopp
 from daemon.jobs import Job, JobRequest, JobState, SourceFile
 from daemon.journal import Journal
 from daemon.service import (
+    ENGINE_STOP_S,
     engine_settings,
     load_catalogue,
     make_client,
@@ -226,7 +227,9 @@ def _separate(
     try:
         engine.run_until_idle()
     except KeyboardInterrupt:
-        engine.stop(timeout_s=10.0)  # nothing runs while the jobs are sorted out
+        # a worker still inside a request after a few seconds is left behind (the CLI's
+        # Ctrl-C leaves without it): its job is in the journal and resumes on the rerun
+        engine.stop(timeout_s=ENGINE_STOP_S)
         _interrupt(client, journal, ids)
         raise
     except BaseException:
