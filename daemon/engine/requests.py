@@ -4,8 +4,12 @@ A command does not write jobs: it writes a row into the journal's ``requests`` t
 (``daemon.journal.control.post_request``). The scheduler's tick calls :meth:`Requests.tick`,
 which hands each new request to the worker pool (a retry may ask MVSEP whether the job's
 result is still there) and writes its outcome back, ``done`` or ``refused`` with one line
-for the person who asked. A small thread looks for new rows twice a second (a cheap
-indexed query) and wakes the scheduler, whose pass may otherwise sleep up to 30 s.
+for the person who asked. A small thread looks for new rows once a second and wakes the
+scheduler, whose pass may otherwise sleep up to 30 s. It asks the journal only when its
+files changed (:func:`~daemon.idle.files_stamp`: a ``stat`` of the journal and its WAL,
+which a command's commit changes), and every :data:`~daemon.idle.LONGEST_IDLE_S` anyway:
+idle, a look is two ``stat`` calls. With no daemon running a request waits in the journal
+for the next start, whose first pass carries it out.
 
 Retry of a failed job: its input goes back from the failed folder to its inbox path (its
 ``NAME.error.txt`` is removed), and the job starts again where nothing is paid twice: a
@@ -20,6 +24,7 @@ import errno
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -27,6 +32,7 @@ from pathlib import Path
 from daemon import filing
 from daemon.engine.context import Context, log
 from daemon.errors import ApiNotFound, IllegalTransition, JournalError, RetryLater
+from daemon.idle import LONGEST_IDLE_S, Stamp, files_stamp, journal_files
 from daemon.jobs import Job, JobState, ResultFile
 from daemon.journal.control import RequestRow
 
@@ -60,7 +66,14 @@ class Requests:
 
     def _look(self, wake: Callable[[], None]) -> None:
         stopping = self._ctx.stopping
+        files = journal_files(self._ctx.journal.path)
+        seen: Stamp | None = None
+        asked_at = time.monotonic()
         while not stopping.wait(LOOK_S):
+            stamp, now = files_stamp(files), time.monotonic()
+            if stamp == seen and now - asked_at < LONGEST_IDLE_S:
+                continue  # nothing was committed since the last look: no query
+            seen, asked_at = stamp, now  # taken before the query: a commit after it is seen
             try:
                 pending = {r.id for r in self._ctx.journal.pending_requests()}
             except JournalError:  # closed or gone: the engine stops too
