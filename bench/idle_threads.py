@@ -6,8 +6,8 @@ Run by hand (not part of pytest)::
 
 `mvsep-watch run` runs in this very process (``daemon.cli.main`` on the main thread, against
 the emulator on 127.0.0.1 with N natively watched, empty inboxes), so each OS thread can be
-named: after a warm-up a sampler thread reads ``/proc/self/task/TID/schedstat`` (its time on a CPU, in ns)
-and ``.../status`` (voluntary context switches: one per wake-up of a sleeping thread) of
+named: after a warm-up a sampler thread reads ``/proc/self/task/TID/schedstat`` (its time
+on a CPU, in ns) and ``.../status`` (voluntary context switches: one per wake-up of a sleeping thread) of
 every thread, waits ``--seconds``, reads them again, prints one line per thread (busiest
 first) and stops the daemon with SIGTERM. The figures of the daemon itself are those of
 bench_idle.py (a subprocess, nothing else in it); this one says which loop costs what.
@@ -66,7 +66,11 @@ def sample(seconds: float, warmup_s: float, emulator_ids: set[int]) -> None:
     rows.sort(reverse=True)
     total = sum(r[0] for r in rows)
     out = sys.__stdout__
-    print(f"daemon threads over {window:.1f} s: {total * 1000:.1f} ms CPU = {total / window:.3%} of a core", file=out)
+    print(
+        f"daemon threads over {window:.1f} s: {total * 1000:.1f} ms CPU"
+        f" = {total / window:.3%} of a core",
+        file=out,
+    )
     for cpu, rate, name in rows:
         print(f"  {name:<28} {cpu * 1000:8.1f} ms CPU  {rate:7.2f} wake-ups/s", file=out)
     os.kill(os.getpid(), signal.SIGTERM)
