@@ -7,10 +7,10 @@ Run by hand (not part of pytest)::
 `mvsep-watch run` runs in this very process (``daemon.cli.main`` on the main thread, against
 the emulator on 127.0.0.1 with N natively watched, empty inboxes), so each OS thread can be
 named: after a warm-up a sampler thread reads ``/proc/self/task/TID/schedstat`` (its time
-on a CPU, in ns) and ``.../status`` (voluntary context switches: one per wake-up of a sleeping thread) of
-every thread, waits ``--seconds``, reads them again, prints one line per thread (busiest
-first) and stops the daemon with SIGTERM. The figures of the daemon itself are those of
-bench_idle.py (a subprocess, nothing else in it); this one says which loop costs what.
+on a CPU, in ns) and ``.../status`` (voluntary context switches: one per wake-up of a
+sleeping thread) of every thread, waits ``--seconds``, reads them again, prints one line
+per thread (busiest first) and stops the daemon with SIGTERM. The daemon's own figure is
+bench_idle.py's (a subprocess, nothing else in it); this one says which loop costs what.
 """
 
 from __future__ import annotations
