@@ -261,8 +261,10 @@ class InboxWatcher:
                 self._tick()
             except Exception:  # the checker must outlive any bug or odd filesystem
                 log.exception("watcher tick failed")
-            self._woken = self._wake.wait(self._pace.wait_s(self._inboxes, now=self._clock(),
-                                  next_rescan=self._next_rescan, woken=self._woken))  # fmt: skip
+            wait_s = self._pace.wait_s(
+                self._inboxes, now=self._clock(), next_rescan=self._next_rescan, woken=self._woken
+            )
+            self._woken = self._wake.wait(wait_s)  # True: a nudge or a request ended it
             self._wake.clear()
 
     def _tick(self) -> None:
