@@ -8,7 +8,10 @@ The daemon runs as a subprocess against the emulator on 127.0.0.1 with 5 nativel
 empty inboxes. Once it has said READY=1 (sd_notify) and settled for a few seconds, its CPU
 time (utime + stime from /proc/PID/stat) is read over ``--seconds``; over the same window, the
 same for ``python -c "import time; time.sleep(N)"`` started just before (the baseline: what an
-idle interpreter costs on this machine, under this load). Printed as a share of one core.
+idle interpreter costs on this machine, under this load). Printed as a share of one core, in
+clock ticks (10 ms: over 60 s one tick is 0.017 %) and, finer, the nanoseconds its threads
+spent on a CPU (``/proc/PID/task/*/schedstat``). Which thread costs what:
+``bench/idle_threads.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from daemon_process import DaemonProcess, cpu_seconds, write_config  # noqa: E402
 
 from daemon.emulator import EmulatorOptions, EmulatorServer  # noqa: E402
+
+
+def on_cpu_s(pid: int) -> float:
+    """Seconds the threads of ``pid`` running now have spent on a CPU (schedstat, in ns)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+    return total / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             time.sleep(1.0)  # its interpreter start is not idle time
             d0, s0, t0 = cpu_seconds(daemon.pid), cpu_seconds(sleeper.pid), time.monotonic()
+            n0, b0 = on_cpu_s(daemon.pid), on_cpu_s(sleeper.pid)
             time.sleep(args.seconds)
             d1, s1, t1 = cpu_seconds(daemon.pid), cpu_seconds(sleeper.pid), time.monotonic()
+            n1, b1 = on_cpu_s(daemon.pid), on_cpu_s(sleeper.pid)
             sleeper.kill()
             sleeper.wait()
         finally:
@@ -67,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  baseline `python -c time.sleep`: {s1 - s0:.2f} s = {(s1 - s0) / window:.3%} of a core"
         f" (clock tick {1 / os.sysconf('SC_CLK_TCK'):.2f} s)"
+    )
+    print(
+        f"  on a CPU (schedstat): daemon {(n1 - n0) * 1000:.1f} ms = {(n1 - n0) / window:.4%},"
+        f" baseline {(b1 - b0) * 1000:.1f} ms = {(b1 - b0) / window:.4%} of a core"
     )
     return 0
 

@@ -95,12 +95,15 @@ class Notifier:
         if line != self._status and self.send(f"STATUS={line}"):
             self._status = line
 
-    def refresh_status(self, text: Callable[[], str], every_s: float = 2.0) -> None:
-        """:meth:`status` with ``text()`` at most every ``every_s`` (only when enabled)."""
+    def refresh_status(self, text: Callable[[], str], every_s: float = 2.0) -> bool:
+        """:meth:`status` with ``text()`` at most every ``every_s`` (only when enabled);
+        whether ``text()`` was asked (False: too soon, or nothing to tell)."""
         now = self._clock()
-        if self.enabled and now - self._status_at >= every_s:
-            self._status_at = now
-            self.status(text())
+        if not self.enabled or now - self._status_at < every_s:
+            return False
+        self._status_at = now
+        self.status(text())
+        return True
 
     def extend_timeout(self, usec: int) -> None:
         self.send(f"EXTEND_TIMEOUT_USEC={usec}")
@@ -113,6 +116,13 @@ class Notifier:
 
     def watch_loops(self, loops: Sequence[Stamp]) -> None:
         self._loops = list(loops)
+
+    def watchdog_due_in(self) -> float | None:
+        """Seconds until :meth:`watchdog` may ping (<= 0: now), None without a watchdog:
+        the main loop sleeps no longer than that."""
+        if self.watchdog_s is None:
+            return None
+        return self._last_ping + self.watchdog_s - self._clock()
 
     def watchdog(self) -> bool:
         """Ping if half an interval has passed and every loop ticked since the last ping."""

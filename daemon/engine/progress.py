@@ -5,7 +5,8 @@ On the caller's thread (an upload or download in flight) it only updates a dict:
 latest queue position and chunks (``queue``), upload and download bytes (``upload``,
 ``download``) of each job. A thread of its own writes what changed to the journal's
 ``progress`` table once every ``every_s``, all jobs in one transaction: never on a
-transfer's path. A state change drops what belonged to the state before; a finished
+transfer's path; with nothing changed it sleeps until a change comes (no wake-ups while
+the daemon is idle). A state change drops what belonged to the state before; a finished
 job's row is deleted.
 """
 
@@ -37,6 +38,7 @@ class JournalProgress:
         self._latest: dict[int, dict[str, Any]] = {}
         self._dirty: set[int] = set()
         self._stop = threading.Event()
+        self._changed = threading.Event()  # set with each change: the writer's thread wakes
         self._thread: threading.Thread | None = None
         self._use_thread = thread
 
@@ -51,6 +53,7 @@ class JournalProgress:
             if latest.get(kind) != dict(data):
                 latest[kind] = dict(data)
                 self._dirty.add(job_id)
+                self._changed.set()
         self._ensure_thread()
 
     def _state(self, job_id: int, *, ended: bool) -> None:
@@ -58,6 +61,7 @@ class JournalProgress:
             had = self._latest.pop(job_id, None)
             if had is not None or ended:  # ended: a row from before a restart goes too
                 self._dirty.add(job_id)
+                self._changed.set()
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -69,9 +73,11 @@ class JournalProgress:
         thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._every_s):
-            if self._journal.closed:
-                return
+        while True:
+            self._changed.wait()  # idle: asleep until a change (or close) sets it
+            if self._stop.wait(self._every_s) or self._journal.closed:
+                return  # the changes of the last ``every_s`` gather into one write
+            self._changed.clear()  # before the flush: a change during it is written next
             self.flush()
 
     def flush(self) -> None:
@@ -88,6 +94,7 @@ class JournalProgress:
 
     def close(self) -> None:
         self._stop.set()
+        self._changed.set()
 
 
 def chain_progress(

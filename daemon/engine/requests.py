@@ -4,8 +4,13 @@ A command does not write jobs: it writes a row into the journal's ``requests`` t
 (``daemon.journal.control.post_request``). The scheduler's tick calls :meth:`Requests.tick`,
 which hands each new request to the worker pool (a retry may ask MVSEP whether the job's
 result is still there) and writes its outcome back, ``done`` or ``refused`` with one line
-for the person who asked. A small thread looks for new rows twice a second (a cheap
-indexed query) and wakes the scheduler, whose pass may otherwise sleep up to 30 s.
+for the person who asked. New rows wake the scheduler, whose pass may otherwise sleep up
+to 30 s: a look is made when a command closes its journal connection (an inotify event,
+:mod:`~daemon.engine.journal_poke`; without inotify, once a second), and asks the journal
+only when its files changed (:func:`~daemon.idle.files_stamp`: a ``stat`` of the journal
+and its WAL, which a commit changes); every :data:`~daemon.idle.LONGEST_IDLE_S` it asks
+anyway. Idle, nothing wakes. With no daemon running a request waits in the journal for
+the next start, whose first pass carries it out.
 
 Retry of a failed job: its input goes back from the failed folder to its inbox path (its
 ``NAME.error.txt`` is removed), and the job starts again where nothing is paid twice: a
@@ -17,21 +22,25 @@ created) it is sent again from the start (``ready``).
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 
 from daemon import filing
 from daemon.engine.context import Context, log
+from daemon.engine.journal_poke import JournalPoke
 from daemon.errors import ApiNotFound, IllegalTransition, JournalError, RetryLater
+from daemon.idle import LONGEST_IDLE_S, Stamp, files_stamp, journal_files
 from daemon.jobs import Job, JobState, ResultFile
 from daemon.journal.control import RequestRow
 
 LOOK_S = 1.0
-"""How often the journal is asked for new requests (a command waits a few seconds)."""
+"""How often the journal's files are looked at for new requests without inotify."""
 _IN_PLACE = ("kept", "left")
 
 
@@ -50,7 +59,7 @@ class Requests:
         self._thread: threading.Thread | None = None
 
     def start(self, wake: Callable[[], None]) -> None:
-        """Look for new requests every :data:`LOOK_S` until the engine stops."""
+        """Look for new requests (see the module docstring) until the engine stops."""
         if self._thread is not None:  # a stop woke it and it ends (two would only both wake)
             self._thread.join(2 * LOOK_S)
         self._thread = threading.Thread(
@@ -59,16 +68,41 @@ class Requests:
         self._thread.start()
 
     def _look(self, wake: Callable[[], None]) -> None:
-        stopping = self._ctx.stopping
-        while not stopping.wait(LOOK_S):
-            try:
-                pending = {r.id for r in self._ctx.journal.pending_requests()}
-            except JournalError:  # closed or gone: the engine stops too
-                return
+        stopping, journal = self._ctx.stopping, self._ctx.journal
+        files = journal_files(journal.path)
+        seen: Stamp | None = None
+        lock = threading.Lock()  # the poke's thread and this one
+
+        def look(force: bool) -> bool:
+            """Wake the engine for a request it has not started; False: journal closed."""
+            nonlocal seen
+            with lock:
+                stamp = files_stamp(files)  # before the query: a commit after it is seen
+                if stamp == seen and not force:
+                    return True  # nothing was committed since the last look: no query
+                seen = stamp
+                try:
+                    pending = {r.id for r in journal.pending_requests()}
+                except JournalError:  # closed or gone: the engine stops too
+                    return False
             with self._lock:
                 new = pending - self._busy
             if new:
                 wake()
+            return True
+
+        poke = JournalPoke(journal.path)
+        every_s = LONGEST_IDLE_S if poke.start(functools.partial(look, False)) else LOOK_S
+        asked_at = time.monotonic()
+        try:
+            while not stopping.wait(every_s):
+                now = time.monotonic()
+                force = now - asked_at >= LONGEST_IDLE_S  # a safety net under the stamp
+                asked_at = now if force else asked_at
+                if not look(force):
+                    return
+        finally:
+            poke.stop()
 
     def tick(self, pool: Executor | None) -> None:
         """Start each pending request not yet started (inline without a pool)."""

@@ -7,7 +7,9 @@
 * :mod:`~daemon.watcher.inbox`: :class:`WatchedInbox`, :class:`ReadyFile` and one inbox's
   runtime state (root probe, ignore rules, the skip log);
 * :mod:`~daemon.watcher.observers`: the watchdog side (subscribed events, the nudging
-  handler, inotify limits and overflow).
+  handler, inotify limits and overflow);
+* :mod:`~daemon.watcher.pace`: how long the checker sleeps (until a nudge or the next thing
+  due; backing off while idle).
 """
 
 from daemon.watcher.checker import InboxWatcher

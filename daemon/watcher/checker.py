@@ -11,7 +11,8 @@ Threads (no asyncio, see ARCHITECTURE.md):
   put the event's paths in a dirty set. The checker ``stat``s dirty paths, scans the inboxes
   at start and every ``rescan_interval_s``, samples files whose settle window has elapsed and
   asks the pure :class:`~daemon.stability.StabilityTracker` whether they are ready. All
-  callbacks (``on_ready``, ``on_removed``) run on the checker thread, one at a time.
+  callbacks (``on_ready``, ``on_removed``) run on the checker thread, one at a time. It
+  sleeps until a nudge or the next thing due, backing off while idle (:mod:`.pace`).
 
 Events are only hints: whatever an event says, the checker looks at the disk, so a lost or
 overflowed event delays a file (until the next rescan) but never loses it. A file is reported
@@ -40,7 +41,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from daemon.stability import DEFAULT_SETTLE_S, Settled
+from daemon.stability import Settled
 from daemon.watcher.health import HealthNotes, MissedEvents, listable, next_delay, watch_alive
 from daemon.watcher.inbox import (
     DEFAULT_RESCAN_INTERVAL_S,
@@ -52,6 +53,7 @@ from daemon.watcher.inbox import (
 )
 from daemon.watcher.mounts import MOUNTINFO
 from daemon.watcher.observers import OverflowListener
+from daemon.watcher.pace import CheckerPace, tick_for
 from daemon.watcher.watches import Watches
 
 log = structlog.get_logger("daemon.watcher")
@@ -67,11 +69,6 @@ class _Update:
     add: tuple[WatchedInbox, ...]
     remove: frozenset[str]
     done: threading.Event = field(default_factory=threading.Event)
-
-
-def _tick_for(inboxes: Sequence[WatchedInbox]) -> float:
-    settle = min((i.settle_s for i in inboxes), default=DEFAULT_SETTLE_S)
-    return max(0.05, min(1.0, settle / 2))
 
 
 class InboxWatcher:
@@ -114,12 +111,13 @@ class InboxWatcher:
             mountinfo=mountinfo,
             nudge=self._nudge,
         )
-        self._tick_s = _tick_for(inboxes)
+        self._pace = CheckerPace(tick_for(inboxes))  # event-driven; backs off when idle
         self._health = None if on_health is None else HealthNotes(on_health)  # for `status`
         self._lifecycle = threading.Lock()
         self._pending: list[_Update] = []  # inbox updates for the checker thread, under _dirty_lock
         self._dirty_lock = threading.Lock()
         self._wake = threading.Event()
+        self._woken = True  # an event or a request ended the last sleep: no backoff yet
         self._stopping = threading.Event()
         self._rescan_requested = True
         self._overflow_logged = False
@@ -204,7 +202,7 @@ class InboxWatcher:
                 self._watch_first(inbox)
             inbox.log.info("inbox watched", path=str(inbox.root))
         self._inboxes = kept + added  # a new list: other threads may be iterating the old
-        self._tick_s = _tick_for([i.spec for i in self._inboxes])
+        self._pace.retick(tick_for([i.spec for i in self._inboxes]))
         update.done.set()
 
     def _watch_first(self, inbox: InboxState) -> None:
@@ -263,15 +261,11 @@ class InboxWatcher:
                 self._tick()
             except Exception:  # the checker must outlive any bug or odd filesystem
                 log.exception("watcher tick failed")
-            self._wake.wait(self._wait_s())
+            wait_s = self._pace.wait_s(
+                self._inboxes, now=self._clock(), next_rescan=self._next_rescan, woken=self._woken
+            )
+            self._woken = self._wake.wait(wait_s)  # True: a nudge or a request ended it
             self._wake.clear()
-
-    def _wait_s(self) -> float:
-        now = self._clock()
-        due = [t for i in self._inboxes if (t := i.tracker.next_due()) is not None]
-        if not due:
-            return self._tick_s
-        return min(self._tick_s, max(0.01, min(due) - now + 0.001))
 
     def _tick(self) -> None:
         now = self._clock()
