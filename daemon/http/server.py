@@ -3,7 +3,9 @@
 The standard library's ``wsgiref`` server with ``ThreadingMixIn``: one thread per request
 (daemon threads, so a slow client never holds a stop), no asyncio beside the daemon's
 threads. IPv6 addresses (``[::1]:8787``) get an IPv6 socket. Its own access lines go to
-structlog at DEBUG, never to stderr.
+structlog at DEBUG, never to stderr. Idle, its loop wakes only every :data:`IDLE_POLL_S`
+(``serve_forever`` checks for a stop between waits); a stop ends the wait at once with a
+connection of its own.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import time
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -19,6 +22,10 @@ import structlog
 from daemon.errors import ConfigError
 
 log = structlog.get_logger(__name__)
+
+IDLE_POLL_S = 30.0
+"""How long the server's loop waits for a connection before it looks for a stop request
+(the standard library's default, 0.5 s, woke an idle daemon twice a second)."""
 
 
 class _Handler(WSGIRequestHandler):
@@ -72,7 +79,7 @@ class StatusServer:
     def start(self) -> None:
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
+            kwargs={"poll_interval": IDLE_POLL_S},
             name="http-server",
             daemon=True,
         )
@@ -80,7 +87,20 @@ class StatusServer:
 
     def stop(self, timeout_s: float = 2.0) -> None:
         if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout_s)
+            deadline = time.monotonic() + timeout_s
+            stopper = threading.Thread(target=self._server.shutdown, daemon=True)
+            stopper.start()
+            while stopper.is_alive() and time.monotonic() < deadline:
+                self._wake()  # the loop sees the stop request once its wait ends
+                stopper.join(0.05)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
             self._thread = None
         self._server.server_close()
+
+    def _wake(self) -> None:
+        """Connect to the server so that its loop's wait for a connection ends now."""
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        try:
+            socket.create_connection((host, self.port), timeout=0.2).close()
+        except OSError:
+            pass  # the loop ends at its next wait's end instead
