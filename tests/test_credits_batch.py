@@ -10,7 +10,14 @@ import math
 import pytest
 
 from daemon.clock import ManualClock
-from daemon.engine.credits import GIVE_UP_S, MAX_LOOKS, MAX_PAGES, CreditBook, more_pages
+from daemon.engine.credits import (
+    GIVE_UP_S,
+    MAX_LOOKS,
+    MAX_PAGES,
+    CreditBook,
+    Wanted,
+    more_pages,
+)
 from daemon.mvsep.models import HistoryEntry
 from daemon.records import Job, JobState
 from tests.test_jobs import SOURCE
@@ -83,7 +90,7 @@ def test_a_job_never_found_is_given_up_after_the_bound_of_looks() -> None:
     clock = ManualClock()
     book = CreditBook()
     book.want(_job(1), clock.time())
-    given_up: list[Job] = []
+    given_up: list[Wanted] = []
     reads = 0
     while book.wanted_ids():
         clock.advance(EVERY_S)
@@ -91,7 +98,7 @@ def test_a_job_never_found_is_given_up_after_the_bound_of_looks() -> None:
         reads += 1
         given_up += book.finish([1], {}, clock.time())
         assert reads <= MAX_LOOKS
-    assert reads == MAX_LOOKS and [j.id for j in given_up] == [1]
+    assert reads == MAX_LOOKS and [(w.job.id, w.looks) for w in given_up] == [(1, MAX_LOOKS)]
     assert book.due_in(clock.time(), every_s=EVERY_S) == math.inf  # never retried
 
 
@@ -102,7 +109,7 @@ def test_a_job_wanted_too_long_is_given_up_at_its_next_read() -> None:
     clock.advance(GIVE_UP_S)
     book.want(_job(2), clock.time())  # a new job goes on being wanted
     assert book.take(clock.time(), every_s=EVERY_S, force=True) is not None
-    assert [j.id for j in book.finish([1, 2], {}, clock.time())] == [1]
+    assert [w.job.id for w in book.finish([1, 2], {}, clock.time())] == [1]
     assert book.wanted_ids() == {2}
 
 
@@ -126,7 +133,7 @@ def test_a_stopped_read_counts_nothing() -> None:
         assert book.take(0.0, every_s=EVERY_S, force=True) is not None
         assert book.finish([1], {}, 0.0) == []
     assert book.take(0.0, every_s=EVERY_S, force=True) is not None
-    assert [j.id for j in book.finish([1], {}, 0.0)] == [1]
+    assert [w.job.id for w in book.finish([1], {}, 0.0)] == [1]
 
 
 def test_the_journal_is_loaded_once() -> None:

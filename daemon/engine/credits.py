@@ -113,10 +113,10 @@ class CreditBook:
             due = max(due, self._last_read_at + every_s)
         return due
 
-    def finish(self, looked: Iterable[int], found: Mapping[int, float], now: float) -> list[Job]:
+    def finish(self, looked: Iterable[int], found: Mapping[int, float], now: float) -> list[Wanted]:
         """A read ended: the ``found`` jobs are settled; each other job ``looked`` for has
         one look more. Returns the jobs given up now (:data:`MAX_LOOKS`, :data:`GIVE_UP_S`)."""
-        given_up: list[Job] = []
+        given_up: list[Wanted] = []
         with self._cond:
             for job_id in looked:
                 wanted = self._wanted.get(job_id)
@@ -127,7 +127,7 @@ class CreditBook:
                     del self._wanted[job_id]
                 elif wanted.looks >= MAX_LOOKS or now - wanted.since >= GIVE_UP_S:
                     del self._wanted[job_id]
-                    given_up.append(wanted.job)
+                    given_up.append(wanted)
             self._reading = False
             self._cond.notify_all()
         return given_up
@@ -220,11 +220,15 @@ def _read(ctx: Context, jobs: list[Job]) -> None:
         return
     except (RetryLater, WillNeverWork) as exc:
         _read_failed(ctx, jobs, exc)
+    except Exception:  # a bug: counted as a failed read (bounded), the timer goes on
+        log.exception("credits read failed unexpectedly", jobs=len(jobs))
     else:
         book.failing = False
-    for job in book.finish([j.id for j in jobs], found, ctx.clock.time()):
-        log.info("credits unknown: not found in the history", job_id=job.id,
-                 file=str(job.source.path), looks=MAX_LOOKS)  # fmt: skip
+    now = ctx.clock.time()
+    for gone in book.finish([j.id for j in jobs], found, now):
+        log.info("credits unknown: not found in the history", job_id=gone.job.id,
+                 file=str(gone.job.source.path), looks=gone.looks,
+                 waited_s=round(now - gone.since, 1))  # fmt: skip
 
 
 def _read_failed(ctx: Context, jobs: list[Job], exc: BaseException) -> None:
@@ -276,4 +280,4 @@ def _journal(ctx: Context, job_id: int, credits: float) -> None:
         pass
 
 
-__all__ = ["CreditBook", "more_pages", "settle_now", "tick", "want"]
+__all__ = ["CreditBook", "Wanted", "more_pages", "settle_now", "tick", "want"]
