@@ -50,7 +50,7 @@ def test_happy_path_two_files(
         assert not list(r.out.rglob("*.part"))
         kinds = [e.kind for e in r.journal.events(ids[0])]
         assert kinds[:4] == ["seen", "prepared", "submit_intent", "submitted"]
-        assert kinds[-2:] == ["filed", "source_disposed"]
+        assert kinds[-3:] == ["filed", "source_disposed", "credits"]  # read after filing
 
 
 def test_premium_fills_its_slots(

@@ -19,6 +19,7 @@ import structlog
 
 from daemon.clock import Clock
 from daemon.engine import dispose, retry
+from daemon.engine.credits import CreditBook
 from daemon.engine.retry import Step
 from daemon.engine.settings import EngineSettings
 from daemon.errors import JournalGoneError, Stopping
@@ -49,6 +50,7 @@ class Context:
     probe: Callable[[Path], AudioProbe]
     on_progress: ProgressHook | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    credits: CreditBook = field(default_factory=CreditBook)  # filed jobs wanting their credits
 
     def progress(self, job_id: int, kind: str, data: Mapping[str, Any]) -> None:
         hook = self.on_progress

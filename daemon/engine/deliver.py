@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from daemon import filing
-from daemon.engine import outputs
+from daemon.engine import credits, outputs
 from daemon.engine.context import (
     Aborted,
     Context,
@@ -117,18 +117,9 @@ def _file_nothing_new(ctx: Context, job: Job) -> None:
 
 
 def record_credits(ctx: Context, job: Job) -> None:
-    """What the job cost, from the history's ``credits`` (first page; unknown is fine)."""
-    if job.mvsep_hash is None or job.used_credits is not None:
-        return
-    try:
-        entries = ctx.client_for(job).separation_history(start=0, limit=20)
-    except (RetryLater, WillNeverWork) as exc:
-        log.warning("credits unknown: the history could not be read", **ids(job), error=str(exc))
-        return
-    for entry in entries:
-        if entry.hash == job.mvsep_hash and entry.credits is not None:
-            ctx.journal.mark_credits(job.id, entry.credits)
-            return
+    """What the job cost comes from a later history read shared by the jobs filed
+    meanwhile (``engine/credits.py``): filing never waits for it; unknown is fine."""
+    credits.want(ctx, job)
 
 
 def _wait_for_output(ctx: Context, job: Job) -> bool:

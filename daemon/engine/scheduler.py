@@ -30,7 +30,7 @@ from pathlib import Path
 
 from daemon import media
 from daemon.clock import Clock, SystemClock
-from daemon.engine import credit_guard, deliver, dispose, prepare, submit
+from daemon.engine import credit_guard, credits, deliver, dispose, prepare, submit
 from daemon.engine.changes import chain_listeners, change_fields, change_level
 from daemon.engine.context import Context, ProgressHook, ids, journal_intact, log
 from daemon.engine.dispose import finish_disposal
@@ -209,7 +209,8 @@ class Engine:
         log.info("engine stopped", unfinished_tasks=sum(not f.done() for f in futures))
 
     def run_until_idle(self, timeout_s: float | None = None) -> bool:
-        """Block until no job is active and nothing runs (True) or ``timeout_s`` passed."""
+        """Block until no job is active and nothing runs, then settle credits (True), or until
+        ``timeout_s`` passed."""
         self.start()
         clock = self._ctx.clock
         deadline = None if timeout_s is None else clock.monotonic() + timeout_s
@@ -219,6 +220,7 @@ class Engine:
                 if remaining <= 0:
                     return False
                 self._cond.wait(min(remaining, 0.5))
+        credits.settle_now(self._ctx)  # a one-shot run ends with its jobs' credits
         return True
 
     def wake(self) -> None:
@@ -306,6 +308,7 @@ class Engine:
             if due_s is not None:
                 next_s = min(next_s, due_s)
         self._fill_slots(jobs)
+        next_s = min(next_s, credits.tick(self._ctx, self._pool, self.wake))  # filed jobs' cost
         account_s = self._account_due(now)  # after the credit guard, which may want a read
         if account_s is not None:
             next_s = min(next_s, account_s)

@@ -66,6 +66,9 @@ class EngineSettings:
     """``[credits] max_credits_per_day`` and the one below: the credit guard's limits
     (``daemon.engine.credit_guard``; premium accounts only); ``None``: no limit."""
     keep_credits_at_least: float | None = _CREDITS.keep_credits_at_least
+    credits_read_every_s: float = 15.0
+    """What filed jobs cost is read from the history (one read for all of them) once the
+    oldest has waited this long, and at most this often (``daemon.engine.credits``)."""
     held_recheck_s: float = 300.0
     """While a job is held for the credits left, the account is read this often."""
 

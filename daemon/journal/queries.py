@@ -183,6 +183,16 @@ class JournalReads:
                      "error": r["last_error"], "at": r["last_error_at"]}  # fmt: skip
         return {"counts": by_state, "last_error": error}
 
+    def filed_without_credits(self, *, since: float) -> list[Job]:
+        """Filed jobs sent to MVSEP whose credits are unknown, last changed at or after
+        ``since`` (wall clock), oldest first: what the credit reads pick up at start."""
+        rows = self._read(
+            "SELECT * FROM jobs WHERE updated_at >= ? AND state = ? AND used_credits IS NULL"
+            " AND mvsep_hash IS NOT NULL ORDER BY id",
+            (since, JobState.FILED.value),
+        )
+        return [job_from_row(r) for r in rows]
+
     def finished_since(self, since: float) -> tuple[list[Job], list[Job]]:
         """The jobs filed and the jobs failed whose change came at or after ``since`` (wall
         clock), oldest first: what the daily summary counts."""
