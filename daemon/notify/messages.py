@@ -83,8 +83,12 @@ def job_message(job: Job, topic: str, reason: str) -> Message:
             title=f"mvsep-watch: {name} failed",
             body=f"{job.source.path} ({where}) failed: {reason or job.last_error or 'unknown'}",
         )
-    credits = _number(job.used_credits)
-    cost = f"; {credits} credits" if credits else ""
+    if job.used_credits is not None:  # the history's figure is read after filing, in batches
+        cost = f"; {_number(job.used_credits)} credits"
+    elif job.estimated_credits is not None:
+        cost = f"; about {_number(job.estimated_credits)} credits (estimated)"
+    else:
+        cost = ""
     return Message(
         title=f"mvsep-watch: {name} separated",
         body=f"{job.source.path} ({where}): {len(job.outputs)} stem(s) filed in "
