@@ -136,6 +136,7 @@ class Simulation:
         self.backlog: Iterator[Job] = iter(self.jobs)
         self.create_waits: list[float] = []
         self.replan_at = float("inf")
+        self.last_sent: float | None = None  # the last poll sent (the planner's pace)
 
     def at(self, t: float, action: Callable[[float], None]) -> None:
         heapq.heappush(self.events, (t, next(self.seq), action))
@@ -217,6 +218,7 @@ class Simulation:
 
     def get(self, job: Job, t: float) -> None:
         job.polling = True
+        self.last_sent = t
         self.request(t, "get", job, lambda g: self.send_get(job, g))
 
     def polled(self, job: Job, t: float, hit_at: float) -> None:
@@ -279,6 +281,7 @@ class Simulation:
             cap=self.pacer.cap("get"),
             window_s=self.pacer.span_s,
             backlog=sum(1 for j in self.jobs if j.create_start < 0),
+            last_sent_at=self.last_sent,
         )
         plan = self.planner.plan(views, budget, t)
         for index in plan.poll_now:

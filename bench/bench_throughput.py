@@ -25,7 +25,8 @@ detection lag (MVSEP done → the first get that answered done, p50/p95), API ca
 and 429s; then, for the daemon, where each freed slot's idle time went
 (``slot_timeline.py``: (a) MVSEP done -> our get that saw it, (b) that get -> the next
 create at the emulator, split from the daemon's log into done journaled / next job
-claimed / create sent, (c) the create's arrival -> the slot assigned; mean and p95). The baseline runs on ``10`` always (about 20 s a file); on the others only with
+claimed / create sent, (c) the create's arrival -> the slot assigned; mean and p95).
+The baseline runs on ``10`` always (about 20 s a file); on the others only with
 ``--baseline-all``, else its time is estimated from the processing times (a get every 20 s)
 plus the per-file overhead measured on ``10``, and marked "estimated". ``--quick`` scales
 every time (processing, the baseline's poll) by 0.2 and the 50 and 300 scenarios to 10 and

@@ -91,6 +91,14 @@ class Budget:
     backlog: int = 0
     """Jobs waiting here for a slot: their polls are still to come, so the stock is spent
     at the sustained rate; with none, it may be spent at once."""
+    last_sent_at: float | None = None
+    """When the last poll was sent (monotonic; ``None``: none yet): the paced mode spaces
+    its polls ``1 / supply`` apart from it."""
+    done_hint: int = 0
+    """At least this many of ``hint_jobs`` are done at MVSEP, unseen (the account's count
+    of unfinished jobs: ``daemon.engine.queue_watch``): the paced mode polls that many of
+    them at once, likeliest first, whatever its pace."""
+    hint_jobs: frozenset[int] = frozenset()
 
 
 UNLIMITED = Budget(calls_left=10**6, cap=10**6)
@@ -139,9 +147,17 @@ class PollPlanner:
     places are not left unused while a result is probably waiting."""
     retry_s: float = 1.0
     """A due job left out for want of budget looks again after this (at least the floor)."""
+    paced: bool = True
+    """With a backlog (jobs waiting for a slot), spend the budget at the supply's pace on
+    the running job likeliest done (:meth:`paced_plan`) instead of by the price."""
+    paced_min_p: float = 0.05
+    """Paced mode: a running job is not polled before its chance of being done (since its
+    last answer) reaches this: a call no job is likely to use stays in the window."""
 
     def plan(self, jobs: Iterable[JobView], budget: Budget, now: float) -> Plan:
         views = list(jobs)
+        if self.paced and budget.backlog > 0:
+            return self.paced_plan(views, budget, now)
         usable = max(0, budget.calls_left - self.reserve)
         price = self.price(views, self.supply(budget), now)
         tight = price > self.price_slack_s
@@ -168,6 +184,66 @@ class PollPlanner:
         for job_id in due[usable:]:
             due_at[job_id] = now + later
         return Plan(now, chosen, due_at, price, tight, prob)
+
+    def paced_plan(self, views: list[JobView], budget: Budget, now: float) -> Plan:
+        """Jobs wait for a slot, so every second a done job goes unseen holds one idle: one
+        running job is polled each ``1 / supply`` seconds (the pace the budget sustains,
+        from ``budget.last_sent_at``), the one likeliest done given its last answer
+        (an index policy: each call where it most likely frees a slot), once that chance
+        reaches ``paced_min_p`` and its floor (or, overdue, its backoff) has passed. Other
+        statuses keep their fixed delays."""
+        supply = self.supply(budget)
+        usable = max(0, budget.calls_left - self.reserve)
+        pace_s = self.retry_s if supply <= 0 else 1.0 / supply  # none: look again later
+        last_sent = budget.last_sent_at
+        slot = now if last_sent is None else max(now, last_sent + pace_s)
+        due_at: dict[int, float] = {}
+        prob: dict[int, float] = {}
+        fixed: list[int] = []
+        running: list[int] = []
+        for view in views:
+            prob[view.job_id] = done_probability(view, now)
+            last = view.started_at if view.last_poll_at is None else view.last_poll_at
+            if view.status not in RUNNING or _model(view)[0] is None:
+                first = view.last_poll_at is None and view.status not in RUNNING
+                delay = self.interval(view, self.price_slack_s, slack=True)
+                due_at[view.job_id] = now if first else last + delay
+                fixed.append(view.job_id)
+            else:
+                due_at[view.job_id] = max(slot, last + self._gap_s(view), self._likely_at(view))
+                running.append(view.job_id)
+        chosen = [j for j in fixed if due_at[j] <= now][:usable]
+        by_chance = sorted(running, key=lambda j: (-prob[j], due_at[j], j))
+        gap_ok = {v.job_id for v in views if _since_answer(v, now) >= self._gap_s(v)}
+        hinted = [j for j in by_chance if j in budget.hint_jobs and j in gap_ok]
+        for job_id in hinted[: max(0, min(budget.done_hint, usable - len(chosen)))]:
+            chosen.append(job_id)  # surely done among these: no pace, no threshold
+            due_at[job_id] = now
+        ready = [j for j in by_chance if due_at[j] <= now and j not in chosen]
+        if ready and len(chosen) < usable and slot <= now:
+            chosen.append(ready[0])
+        retry = now + max(pace_s, self.retry_s / 4)
+        for job_id in list(due_at):
+            if due_at[job_id] <= now and job_id not in chosen:
+                due_at[job_id] = retry
+        return Plan(now, tuple(chosen), due_at, self.price_slack_s, True, prob)
+
+    def _gap_s(self, view: JobView) -> float:
+        """Paced mode: the least gap after the last answer: the floor, and for an overdue
+        job (past ``E + 2 sd``: the model is wrong about it) ``overdue_fraction`` of its
+        lateness, up to ``policy.max_interval_s``."""
+        gap = self.floor_s(view)
+        mean, sd = _model(view)
+        e0 = _elapsed(view, None)
+        if mean is not None and e0 > mean + 2 * sd:
+            gap = max(gap, self.overdue_fraction * (e0 - mean))
+        return min(self.policy.max_interval_s, gap)
+
+    def _likely_at(self, view: JobView) -> float:
+        """When ``view``'s chance of being done since its last answer reaches
+        ``paced_min_p`` (overdue: at once)."""
+        at = _sure_at(view, self.paced_min_p)
+        return -math.inf if at is None else at
 
     def supply(self, budget: Budget) -> float:
         """Polls per second the budget affords. No backlog: the stock over ``horizon_s``.
@@ -248,6 +324,11 @@ def _sure_at(view: JobView, sure: float) -> float | None:
     f0 = _cdf(_elapsed(view, None), mean, sd)
     target = min(1.0 - 1e-9, f0 + sure * (1.0 - f0))
     return view.started_at + max(0.0, NormalDist(mean, sd).inv_cdf(target))
+
+
+def _since_answer(view: JobView, now: float) -> float:
+    last = view.started_at if view.last_poll_at is None else view.last_poll_at
+    return now - last
 
 
 def _hazard(elapsed: float, mean: float, sd: float) -> float:

@@ -1,0 +1,103 @@
+"""The queue watch: one read tells whether any job at MVSEP is done.
+
+``/api/app/user`` answers ``current_queue``, the account's unfinished separations. It is
+on the account route, a rate window of its own (120 a minute, beside the 60 of ``get``),
+so while jobs wait here for a slot (the moment a done job goes unseen, a slot idles) the
+watch reads it every ``interval_s``. When the count is below the jobs we hold at MVSEP
+(not seen done yet), that many of them are done: the poll planner spends its next ``get``
+calls on the likeliest of them at once (``Budget.done_hint``) instead of at its pace.
+
+The count is only ever a lower bound of the jobs done (:func:`done_hint`): jobs another
+client runs on the token, or a create answered after the read was sent, raise the count
+and hide a done, never invent one; a job seen done (or gone) since the read, or with a
+``get`` in flight, is taken off. A read that fails is skipped (the polls go on as before).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from daemon.engine.context import log
+from daemon.errors import ApiError, Stopping
+
+
+@dataclass(frozen=True)
+class Reading:
+    """``unfinished`` (``current_queue``) as answered to a read sent while ``jobs`` (job
+    ids) were at MVSEP and not seen done."""
+
+    jobs: frozenset[int]
+    unfinished: int
+
+
+def done_hint(
+    reading: Reading | None, live: frozenset[int], polling: frozenset[int]
+) -> tuple[int, frozenset[int]]:
+    """PURE: (how many of ``reading.jobs`` are surely done and unseen, the jobs they are
+    among). ``live``: jobs still at MVSEP and not seen done now; ``polling``: those with a
+    ``get`` in flight (it may be finding the done one)."""
+    if reading is None:
+        return 0, frozenset()
+    candidates = (reading.jobs & live) - polling
+    gone = len(reading.jobs - live)
+    busy = len(reading.jobs & live & polling)
+    count = len(reading.jobs) - reading.unfinished - gone - busy
+    return max(0, min(count, len(candidates))), frozenset(candidates)
+
+
+class QueueWatch:
+    """The watch's thread: started by :meth:`want` (the poll step calls it each plan),
+    ended when there is nothing to watch (``held()`` answers None) or the engine stops."""
+
+    def __init__(
+        self,
+        *,
+        read: Callable[[], int | None],
+        held: Callable[[], frozenset[int] | None],
+        on_reading: Callable[[Reading], None],
+        stopping: threading.Event,
+        interval_s: float,
+    ) -> None:
+        self._read = read
+        self._held = held
+        self._on_reading = on_reading
+        self._stopping = stopping
+        self._interval_s = interval_s
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def want(self) -> None:
+        """Make sure the thread runs (cheap when it does)."""
+        if self._interval_s <= 0 or self._stopping.is_set():
+            return
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="mvsep-queue-watch")
+            self._thread.daemon = True
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                jobs = self._held()
+                if not jobs:
+                    return
+                self._read_once(jobs)
+                self._stopping.wait(self._interval_s)
+        finally:
+            with self._lock:
+                self._thread = None
+
+    def _read_once(self, jobs: frozenset[int]) -> None:
+        try:
+            unfinished = self._read()
+        except Stopping:
+            return
+        except ApiError as exc:  # skipped: the polls go on without the hint
+            log.debug("queue watch read failed", error=str(exc))
+            return
+        if unfinished is not None:
+            self._on_reading(Reading(jobs, unfinished))
