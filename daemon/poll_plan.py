@@ -96,8 +96,8 @@ class Budget:
     its polls ``1 / supply`` apart from it."""
     done_hint: int = 0
     """At least this many of ``hint_jobs`` are done at MVSEP, unseen (the account's count
-    of unfinished jobs: ``daemon.engine.queue_watch``): the paced mode polls that many of
-    them at once, likeliest first, whatever its pace."""
+    of unfinished jobs: ``daemon.engine.queue_watch``): the paced mode's next poll goes to
+    the likeliest of them, whatever its threshold (never faster than its pace)."""
     hint_jobs: frozenset[int] = frozenset()
 
 
@@ -209,18 +209,15 @@ class PollPlanner:
                 delay = self.interval(view, self.price_slack_s, slack=True)
                 due_at[view.job_id] = now if first else last + delay
                 fixed.append(view.job_id)
-            else:
-                due_at[view.job_id] = max(slot, last + self._gap_s(view), self._likely_at(view))
-                running.append(view.job_id)
+                continue
+            hinted = budget.done_hint > 0 and view.job_id in budget.hint_jobs
+            likely = -math.inf if hinted else self._likely_at(view)
+            due_at[view.job_id] = max(slot, last + self._gap_s(view), likely)
+            running.append(view.job_id)
+        rank = _hinted(prob, running, budget)
         chosen = [j for j in fixed if due_at[j] <= now][:usable]
-        by_chance = sorted(running, key=lambda j: (-prob[j], due_at[j], j))
-        gap_ok = {v.job_id for v in views if _since_answer(v, now) >= self._gap_s(v)}
-        hinted = [j for j in by_chance if j in budget.hint_jobs and j in gap_ok]
-        for job_id in hinted[: max(0, min(budget.done_hint, usable - len(chosen)))]:
-            chosen.append(job_id)  # surely done among these: no pace, no threshold
-            due_at[job_id] = now
-        ready = [j for j in by_chance if due_at[j] <= now and j not in chosen]
-        if ready and len(chosen) < usable and slot <= now:
+        ready = sorted((j for j in running if due_at[j] <= now), key=lambda j: (-rank[j], j))
+        if ready and len(chosen) < usable:
             chosen.append(ready[0])
         retry = now + max(pace_s, self.retry_s / 4)
         for job_id in list(due_at):
@@ -326,9 +323,18 @@ def _sure_at(view: JobView, sure: float) -> float | None:
     return view.started_at + max(0.0, NormalDist(mean, sd).inv_cdf(target))
 
 
-def _since_answer(view: JobView, now: float) -> float:
-    last = view.started_at if view.last_poll_at is None else view.last_poll_at
-    return now - last
+def _hinted(prob: Mapping[int, float], running: list[int], budget: Budget) -> dict[int, float]:
+    """Each running job's chance of being done, raised for the jobs ``budget.done_hint``
+    of which are surely done: given that, job ``j`` is done with about ``k p_j / sum p``."""
+    rank = {j: prob[j] for j in running}
+    among = [j for j in running if j in budget.hint_jobs]
+    if budget.done_hint <= 0 or not among:
+        return rank
+    total = sum(prob[j] for j in among)
+    for j in among:
+        share = prob[j] / total if total > 0 else 1.0 / len(among)
+        rank[j] = max(rank[j], min(1.0, budget.done_hint * share))
+    return rank
 
 
 def _hazard(elapsed: float, mean: float, sd: float) -> float:
