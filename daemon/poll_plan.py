@@ -99,6 +99,9 @@ class Budget:
     of unfinished jobs: ``daemon.engine.queue_watch``): the paced mode's next poll goes to
     the likeliest of them, whatever its threshold (never faster than its pace)."""
     hint_jobs: frozenset[int] = frozenset()
+    known_running: frozenset[int] = frozenset()
+    """Jobs a fresh reading of the account showed all still running: the paced mode polls
+    them only ``watch_fallback_s`` after their last answer."""
 
 
 UNLIMITED = Budget(calls_left=10**6, cap=10**6)
@@ -153,6 +156,10 @@ class PollPlanner:
     paced_min_p: float = 0.05
     """Paced mode: a running job is not polled before its chance of being done (since its
     last answer) reaches this: a call no job is likely to use stays in the window."""
+
+    watch_fallback_s: float = 10.0
+    """Paced mode: a job the queue watch shows running is still polled this long after its
+    last answer (the watch is a hint, never the only way a done is seen)."""
 
     def plan(self, jobs: Iterable[JobView], budget: Budget, now: float) -> Plan:
         views = list(jobs)
@@ -212,6 +219,8 @@ class PollPlanner:
                 continue
             hinted = budget.done_hint > 0 and view.job_id in budget.hint_jobs
             likely = -math.inf if hinted else self._likely_at(view)
+            if view.job_id in budget.known_running:
+                likely = max(likely, last + self.watch_fallback_s)
             due_at[view.job_id] = max(slot, last + self._gap_s(view), likely)
             running.append(view.job_id)
         rank = _hinted(prob, running, budget)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from daemon.engine import retry
 from daemon.engine.context import Context, ids, log
 from daemon.engine.dispose import fail
-from daemon.engine.queue_watch import QueueWatch, Reading, done_hint
+from daemon.engine.queue_watch import QueueWatch, Reading, done_hint, known_running
 from daemon.errors import ApiError, ApiNotFound, ApiRejected, RetryLater, WillNeverWork
 from daemon.jobs import Job, JobState, ResultFile
 from daemon.mvsep.client import HISTORY_MAX_LIMIT
@@ -86,7 +86,9 @@ class Polls:
             on_reading=self._on_reading,
             stopping=ctx.stopping,
             interval_s=queue_watch_s,
+            clock=ctx.clock.monotonic,
         )
+        self._fresh_s = 2 * queue_watch_s + 1.0  # a reading older than this says nothing
 
     def due_in(self, job: Job, now: float) -> float:
         """Seconds until ``job`` is due for a poll (0 or less: now); starts its timer."""
@@ -137,6 +139,11 @@ class Polls:
         polling = frozenset(j for j, t in self._timers.items() if t.polling)
         return done_hint(self._reading, live, polling)
 
+    def _known_running(self, now: float) -> frozenset[int]:
+        live = frozenset(self._timers)
+        polling = frozenset(j for j, t in self._timers.items() if t.polling)
+        return known_running(self._reading, live, polling, now, self._fresh_s)
+
     def _on_reading(self, reading: Reading) -> None:
         with self._lock:
             self._reading = reading
@@ -179,6 +186,7 @@ class Polls:
             last_sent_at=self._last_sent,
             done_hint=count,
             hint_jobs=among,
+            known_running=self._known_running(now),
         )
 
     def _input_s(self, job: Job) -> float | None:

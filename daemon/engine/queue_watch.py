@@ -5,7 +5,9 @@ on the account route, a rate window of its own (120 a minute, beside the 60 of `
 so while jobs wait here for a slot (the moment a done job goes unseen, a slot idles) the
 watch reads it every ``interval_s``. When the count is below the jobs we hold at MVSEP
 (not seen done yet), that many of them are done: the poll planner spends its next ``get``
-calls on the likeliest of them at once (``Budget.done_hint``) instead of at its pace.
+calls on the likeliest of them (``Budget.done_hint``); while a fresh reading shows none
+of them done, their ``get`` calls are saved (``Budget.known_running``: each is still polled
+every ``PollPlanner.watch_fallback_s``, should the count not be what it seems).
 
 The count is only ever a lower bound of the jobs done (:func:`done_hint`): jobs another
 client runs on the token, or a create answered after the read was sent, raise the count
@@ -25,11 +27,12 @@ from daemon.errors import ApiError, Stopping
 
 @dataclass(frozen=True)
 class Reading:
-    """``unfinished`` (``current_queue``) as answered to a read sent while ``jobs`` (job
-    ids) were at MVSEP and not seen done."""
+    """``unfinished`` (``current_queue``) as answered to a read sent at ``sent_at``
+    (monotonic) while ``jobs`` (job ids) were at MVSEP and not seen done."""
 
     jobs: frozenset[int]
     unfinished: int
+    sent_at: float = 0.0
 
 
 def done_hint(
@@ -47,6 +50,23 @@ def done_hint(
     return max(0, min(count, len(candidates))), frozenset(candidates)
 
 
+def known_running(
+    reading: Reading | None,
+    live: frozenset[int],
+    polling: frozenset[int],
+    now: float,
+    fresh_s: float,
+) -> frozenset[int]:
+    """PURE: the jobs a reading sent less than ``fresh_s`` ago shows all still running
+    (none of its jobs done): a ``get`` of one of them now would almost surely be wasted."""
+    if reading is None or now - reading.sent_at > fresh_s:
+        return frozenset()
+    count, among = done_hint(reading, live, polling)
+    if count > 0 or reading.unfinished < len(reading.jobs):
+        return frozenset()
+    return among
+
+
 class QueueWatch:
     """The watch's thread: started by :meth:`want` (the poll step calls it each plan),
     ended when there is nothing to watch (``held()`` answers None) or the engine stops."""
@@ -59,7 +79,9 @@ class QueueWatch:
         on_reading: Callable[[Reading], None],
         stopping: threading.Event,
         interval_s: float,
+        clock: Callable[[], float],
     ) -> None:
+        self._clock = clock
         self._read = read
         self._held = held
         self._on_reading = on_reading
@@ -92,6 +114,7 @@ class QueueWatch:
                 self._thread = None
 
     def _read_once(self, jobs: frozenset[int]) -> None:
+        sent_at = self._clock()
         try:
             unfinished = self._read()
         except Stopping:
@@ -100,4 +123,4 @@ class QueueWatch:
             log.debug("queue watch read failed", error=str(exc))
             return
         if unfinished is not None:
-            self._on_reading(Reading(jobs, unfinished))
+            self._on_reading(Reading(jobs, unfinished, sent_at))
