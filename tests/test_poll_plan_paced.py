@@ -81,3 +81,14 @@ def test_no_calls_left_means_no_poll_and_a_look_again_soon() -> None:
     plan = PLANNER.plan(views, spent, 40.0)
     assert plan.poll_now == ()
     assert 40.0 < plan.due_at[1] <= 40.0 + PLANNER.retry_s + 1e-9
+
+
+def test_jobs_the_watch_shows_running_are_not_polled_until_the_fallback() -> None:
+    """The likeliest job would be polled now; a fresh reading says it still runs: its get
+    is saved until ``watch_fallback_s`` after its last answer (the watch may be wrong)."""
+    views = [view(1, last_poll_at=33.0)]
+    assert PLANNER.plan(views, QUEUED, 34.5).poll_now == (1,)
+    running = Budget(calls_left=40, cap=58, backlog=10, known_running=frozenset({1}))
+    plan = PLANNER.plan(views, running, 34.5)
+    assert plan.poll_now == ()
+    assert plan.due_at[1] >= 33.0 + PLANNER.watch_fallback_s

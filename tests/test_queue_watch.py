@@ -12,7 +12,7 @@ from typing import Any
 from test_engine_rig import rig
 
 from daemon.engine import Engine
-from daemon.engine.queue_watch import QueueWatch, Reading, done_hint
+from daemon.engine.queue_watch import QueueWatch, Reading, done_hint, known_running
 from daemon.errors import ApiServerError
 from daemon.jobs import JobState
 from daemon.pacing import DurationEstimator, PollPolicy
@@ -63,11 +63,16 @@ def test_the_watch_reads_while_there_is_something_to_watch_and_skips_failed_read
             got_two.set()
 
     watch = QueueWatch(
-        read=read, held=lambda: held[0], on_reading=on_reading, stopping=stopping, interval_s=0.01
+        read=read,
+        held=lambda: held[0],
+        on_reading=on_reading,
+        stopping=stopping,
+        interval_s=0.01,
+        clock=lambda: 5.0,
     )
     watch.want()
     assert got_two.wait(10)
-    assert readings == [Reading(frozenset({7, 8}), 1), Reading(frozenset({7, 8}), 0)]
+    assert readings == [Reading(frozenset({7, 8}), 1, 5.0), Reading(frozenset({7, 8}), 0, 5.0)]
     stopping.set()
 
 
@@ -88,7 +93,7 @@ def test_the_engine_sees_a_done_job_at_once_while_another_waits_for_its_slot(
             on_progress=r.recorder,
         )
         first = r.submit(audio_file("in/a.wav", seconds=1.0))
-        r.submit(audio_file("in/b.wav", seconds=1.0))
+        r.submit(audio_file("in/b.wav", seconds=1.5))  # other audio: not a duplicate
         r.engine.start()
         r.wait_state(first, JobState.DOWNLOADING, JobState.FILED, timeout_s=60)
         times = {t.hash: t for t in emu.state.job_times()}
@@ -99,3 +104,13 @@ def test_the_engine_sees_a_done_job_at_once_while_another_waits_for_its_slot(
         assert seen and seen[-1] - created < 10.0, seen[-1] - created
         calls = emu.stats["calls"]
         assert isinstance(calls, dict) and calls.get("user", 0) >= 1  # the watch read it
+
+
+def test_a_fresh_reading_with_none_done_marks_its_jobs_running() -> None:
+    reading = Reading(jobs=frozenset({1, 2}), unfinished=2, sent_at=10.0)
+    live, none = frozenset({1, 2, 3}), frozenset()
+    assert known_running(reading, live, none, 10.5, fresh_s=2.5) == frozenset({1, 2})
+    assert known_running(reading, live, frozenset({2}), 10.5, fresh_s=2.5) == frozenset({1})
+    assert known_running(reading, live, none, 13.0, fresh_s=2.5) == frozenset()  # stale
+    some_done = Reading(jobs=frozenset({1, 2}), unfinished=1, sent_at=10.0)
+    assert known_running(some_done, live, none, 10.5, fresh_s=2.5) == frozenset()
