@@ -7,7 +7,9 @@ Issue 12's scenarios, each run with two daemon sides in the same run on the same
   (an unseen kind is polled every 15 s);
 * **planner**: ``daemon.poll_plan.PollPlanner`` over all jobs at MVSEP and the ``get``
   route's budget, the estimator's prior ``k x input duration`` and its censored updates, as
-  ``daemon.engine.poll.Polls`` runs it.
+  ``daemon.engine.poll.Polls`` runs it (with a backlog its paced mode, spaced from the last
+  poll sent). The engine's queue watch (``daemon.engine.queue_watch``: the account route's
+  ``current_queue``) is not simulated: its effect is measured by ``bench_throughput.py``.
 
 The server counts each route on its own, as MVSEP and the emulator do (``daemon.pacing``): a
 Laravel-style fixed window per route (opened by its first hit, 60 s; past the limit a 429

@@ -31,6 +31,12 @@ alone while it certainly runs and polled densely where it most likely ends.
   done go first; the rest look again after ``retry_s``.
 * **Reserve**: ``reserve`` places of the route are never planned for polls, so a create or
   cancel sharing the route never waits behind them.
+* **Paced** (jobs waiting for a slot, ``Budget.backlog``): a done job unseen holds a slot
+  idle, so the calls go out at the supply's pace, one each ``1 / supply`` seconds after
+  ``Budget.last_sent_at``, to the running job likeliest done given its last answer (once
+  that chance reaches ``paced_min_p``): :meth:`PollPlanner.paced_plan`. The queue watch's
+  hint (``done_hint`` of ``hint_jobs`` surely done) raises those jobs' chances; the jobs it
+  shows running (``known_running``) wait ``watch_fallback_s`` after their last answer.
 * **Overdue**: past ``E + 2 sd`` the hazard is held (the model knows no better) and the
   interval is at least ``overdue_fraction x (e - E)``, up to ``policy.max_interval_s``.
 

@@ -4,7 +4,9 @@
 follows from it (``downloading``, ``failed``, expired, a cancel at MVSEP). :class:`Polls`
 holds each queued job's timer; the next poll of every queued job comes from one pure plan
 over all of them and the pacer's ``get`` budget (``daemon.poll_plan.PollPlanner``) or, after
-an error, from ``daemon.engine.retry``. A healthy
+an error, from ``daemon.engine.retry``. While jobs wait for a slot, the queue watch
+(``daemon.engine.queue_watch``) reads the account's count of unfinished jobs and its
+readings go into that budget (``done_hint``, ``known_running``). A healthy
 job's timer is in memory (a restart polls every job at once, then adapts); a failing poll's
 streak is journaled (``attempts``, ``first_error_at``, ``next_attempt_at``: the job stays
 ``queued``), so that its backoff and its deadline continue across a restart.
