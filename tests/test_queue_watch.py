@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemon_harness import wait_until
 from test_engine_rig import rig
 
 from daemon.engine import Engine
@@ -79,11 +80,11 @@ def test_the_watch_reads_while_there_is_something_to_watch_and_skips_failed_read
 def test_the_engine_sees_a_done_job_at_once_while_another_waits_for_its_slot(
     tmp_path: Path, make_emulator: Callable[..., Any], audio_file: Callable[..., Path]
 ) -> None:
-    """One slot, two files, a job of ~1 s that the estimator expects to take 120 ± 60 s:
-    the planner alone would first poll it when it is 5 % likely done (about 21 s in); the
-    queue watch (``current_queue`` fell to 0) has it polled within a few seconds."""
+    """Two slots, three files, jobs of ~1 s that the estimator expects to take 120 ± 60 s:
+    the planner alone would first poll them when 5 % likely done (about 32 s in); the queue
+    watch (``current_queue`` fell below the two held) has them polled within seconds."""
     emu = make_emulator(premium=True, processing_s=1.0, rate_limit_per_min=60)
-    with rig(tmp_path, emu, max_parallel_jobs=1) as r:
+    with rig(tmp_path, emu, max_parallel_jobs=2) as r:
         r.engine = Engine(
             journal=r.journal,
             client=r.client,
@@ -93,15 +94,18 @@ def test_the_engine_sees_a_done_job_at_once_while_another_waits_for_its_slot(
             on_progress=r.recorder,
         )
         first = r.submit(audio_file("in/a.wav", seconds=1.0))
-        r.submit(audio_file("in/b.wav", seconds=1.5))  # other audio: not a duplicate
+        second = r.submit(audio_file("in/b.wav", seconds=1.5))  # other audio: no duplicate
+        r.submit(audio_file("in/c.wav", seconds=2.0))  # waits for a slot
         r.engine.start()
-        r.wait_state(first, JobState.DOWNLOADING, JobState.FILED, timeout_s=60)
+        for job_id in (first, second):
+            r.wait_state(job_id, JobState.DOWNLOADING, JobState.FILED, timeout_s=60)
         times = {t.hash: t for t in emu.state.job_times()}
-        job = r.job(first)
-        assert job.mvsep_hash is not None
-        seen = [g.at for g in emu.state.get_records() if g.hash == job.mvsep_hash]
-        created = times[job.mvsep_hash].created
-        assert seen and seen[-1] - created < 10.0, seen[-1] - created
+        for job_id in (first, second):
+            job = r.job(job_id)
+            assert job.mvsep_hash is not None
+            seen = [g.at for g in emu.state.get_records() if g.hash == job.mvsep_hash]
+            created = times[job.mvsep_hash].created
+            assert seen and seen[-1] - created < 10.0, seen[-1] - created
         calls = emu.stats["calls"]
         assert isinstance(calls, dict) and calls.get("user", 0) >= 1  # the watch read it
 
@@ -114,3 +118,28 @@ def test_a_fresh_reading_with_none_done_marks_its_jobs_running() -> None:
     assert known_running(reading, live, none, 13.0, fresh_s=2.5) == frozenset()  # stale
     some_done = Reading(jobs=frozenset({1, 2}), unfinished=1, sent_at=10.0)
     assert known_running(some_done, live, none, 10.5, fresh_s=2.5) == frozenset()
+
+
+def test_a_read_that_cannot_be_made_ends_the_watch_quietly() -> None:
+    """A closed client (the engine stopping under it) raises RuntimeError: the thread ends
+    without an unhandled exception and is not started again."""
+    stopping = threading.Event()
+    calls: list[int] = []
+
+    def read() -> int | None:
+        calls.append(1)
+        raise RuntimeError("Cannot send a request, as the client has been closed.")
+
+    watch = QueueWatch(
+        read=read,
+        held=lambda: frozenset({1, 2}),
+        on_reading=lambda reading: None,
+        stopping=stopping,
+        interval_s=0.01,
+        clock=lambda: 0.0,
+    )
+    watch.want()
+    wait_until(lambda: watch._thread is None and calls == [1], "the watch to end", 10)
+    watch.want()
+    assert watch._thread is None
+    stopping.set()

@@ -3,7 +3,8 @@
 ``/api/app/user`` answers ``current_queue``, the account's unfinished separations. It is
 on the account route, a rate window of its own (120 a minute, beside the 60 of ``get``),
 so while jobs wait here for a slot (the moment a done job goes unseen, a slot idles) the
-watch reads it every ``interval_s``. When the count is below the jobs we hold at MVSEP
+watch reads it every ``interval_s`` (with at least ``MIN_JOBS`` held: for one job a
+``get`` answers the same question). When the count is below the jobs we hold at MVSEP
 (not seen done yet), that many of them are done: the poll planner spends its next ``get``
 calls on the likeliest of them (``Budget.done_hint``); while a fresh reading shows none
 of them done, their ``get`` calls are saved (``Budget.known_running``: each is still polled
@@ -23,6 +24,10 @@ from dataclasses import dataclass
 
 from daemon.engine.context import log
 from daemon.errors import ApiError, Stopping
+
+MIN_JOBS = 2
+"""The watch runs only while at least this many jobs are held at MVSEP: a read that
+covers one job only is a ``get`` on another route's budget."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +94,11 @@ class QueueWatch:
         self._interval_s = interval_s
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._stopped_by_error = False
 
     def want(self) -> None:
         """Make sure the thread runs (cheap when it does)."""
-        if self._interval_s <= 0 or self._stopping.is_set():
+        if self._interval_s <= 0 or self._stopping.is_set() or self._stopped_by_error:
             return
         with self._lock:
             if self._thread is not None:
@@ -108,6 +114,8 @@ class QueueWatch:
                 if not jobs:
                     return
                 self._read_once(jobs)
+                if self._stopped_by_error:
+                    return
                 self._stopping.wait(self._interval_s)
         finally:
             with self._lock:
@@ -121,6 +129,10 @@ class QueueWatch:
             return
         except ApiError as exc:  # skipped: the polls go on without the hint
             log.debug("queue watch read failed", error=str(exc))
+            return
+        except Exception as exc:  # a closed client (the engine stopping), a bug: no watch
+            log.debug("queue watch stopped", error=repr(exc))
+            self._stopped_by_error = True
             return
         if unfinished is not None:
             self._on_reading(Reading(jobs, unfinished, sent_at))
