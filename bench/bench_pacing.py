@@ -7,7 +7,9 @@ Issue 12's scenarios, each run with two daemon sides in the same run on the same
   (an unseen kind is polled every 15 s);
 * **planner**: ``daemon.poll_plan.PollPlanner`` over all jobs at MVSEP and the ``get``
   route's budget, the estimator's prior ``k x input duration`` and its censored updates, as
-  ``daemon.engine.poll.Polls`` runs it.
+  ``daemon.engine.poll.Polls`` runs it (with a backlog its paced mode, spaced from the last
+  poll sent). The engine's queue watch (``daemon.engine.queue_watch``: the account route's
+  ``current_queue``) is not simulated: its effect is measured by ``bench_throughput.py``.
 
 The server counts each route on its own, as MVSEP and the emulator do (``daemon.pacing``): a
 Laravel-style fixed window per route (opened by its first hit, 60 s; past the limit a 429
@@ -136,6 +138,7 @@ class Simulation:
         self.backlog: Iterator[Job] = iter(self.jobs)
         self.create_waits: list[float] = []
         self.replan_at = float("inf")
+        self.last_sent: float | None = None  # the last poll sent (the planner's pace)
 
     def at(self, t: float, action: Callable[[float], None]) -> None:
         heapq.heappush(self.events, (t, next(self.seq), action))
@@ -217,6 +220,7 @@ class Simulation:
 
     def get(self, job: Job, t: float) -> None:
         job.polling = True
+        self.last_sent = t
         self.request(t, "get", job, lambda g: self.send_get(job, g))
 
     def polled(self, job: Job, t: float, hit_at: float) -> None:
@@ -279,6 +283,7 @@ class Simulation:
             cap=self.pacer.cap("get"),
             window_s=self.pacer.span_s,
             backlog=sum(1 for j in self.jobs if j.create_start < 0),
+            last_sent_at=self.last_sent,
         )
         plan = self.planner.plan(views, budget, t)
         for index in plan.poll_now:

@@ -22,7 +22,11 @@ limit each route on its own, so a create and a get each take one call of their r
 the same as one budget of 60 for both is printed beside it), slot use at MVSEP (from the
 emulator's job times: slot-seconds busy between the first create and the last done), the
 detection lag (MVSEP done → the first get that answered done, p50/p95), API calls per job
-and 429s. The baseline runs on ``10`` always (about 20 s a file); on the others only with
+and 429s; then, for the daemon, where each freed slot's idle time went
+(``slot_timeline.py``: (a) MVSEP done -> our get that saw it, (b) that get -> the next
+create at the emulator, split from the daemon's log into done journaled / next job
+claimed / create sent, (c) the create's arrival -> the slot assigned; mean and p95).
+The baseline runs on ``10`` always (about 20 s a file); on the others only with
 ``--baseline-all``, else its time is estimated from the processing times (a get every 20 s)
 plus the per-file overhead measured on ``10``, and marked "estimated". ``--quick`` scales
 every time (processing, the baseline's poll) by 0.2 and the 50 and 300 scenarios to 10 and
@@ -46,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sequential_client  # noqa: E402
+from slot_timeline import CallRecorder, SlotGaps, report_gaps, slot_gaps  # noqa: E402
 
 from daemon.emulator import EmulatorOptions, EmulatorServer  # noqa: E402
 from daemon.emulator.audio import write_test_audio  # noqa: E402
@@ -81,7 +86,7 @@ SCENARIOS = {
 QUICK_FILES = {"10": 10, "50": 10, "300": 60, "free": 10}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Measure:
     wall_s: float
     filed: int
@@ -91,6 +96,8 @@ class Measure:
     calls: dict[str, int]
     rate_limited: int
     most_in_flight: int
+    span_s: float = math.nan  # first create -> last done at MVSEP
+    gaps: SlotGaps | None = None  # where freed slots' idle time went (the daemon's side)
 
     @property
     def api_calls(self) -> int:
@@ -156,6 +163,7 @@ def _measure(state: EmulatorState, wall_s: float, filed: int, slots: int) -> Mea
         calls=dict(stats["calls"]),
         rate_limited=int(stats["rate_limited"]),
         most_in_flight=most,
+        span_s=end - begin,
     )
 
 
@@ -171,6 +179,7 @@ def run_daemon(sc: Scenario, inputs: list[Path], work: Path, seed: int) -> Measu
     }
     out = work / "out-daemon"
     with EmulatorServer(_options(sc, seed), host="127.0.0.1", port=0) as server:
+        recorder = CallRecorder(server.state)
         argv = [
             str(Path(sys.executable).with_name("mvsep-watch")),
             "--log-format",
@@ -189,13 +198,17 @@ def run_daemon(sc: Scenario, inputs: list[Path], work: Path, seed: int) -> Measu
             str(work / "separate.sqlite"),
             *map(str, inputs),
         ]
+        offset_s = time.time() - time.monotonic()  # the log's wall clock -> monotonic
         started = time.monotonic()
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         wall = time.monotonic() - started
         if proc.returncode != 0:
             print(f"  separate exited {proc.returncode}: {proc.stderr[-2000:]}")
         filed = len({p.parent for p in out.rglob("*.wav")}) if out.exists() else 0
-        return _measure(server.state, wall, filed, sc.slots)
+        measure = _measure(server.state, wall, filed, sc.slots)
+        creates = recorder.times("create")
+        measure.gaps = slot_gaps(server.state, creates, sc.slots, proc.stderr, offset_s)
+        return measure
 
 
 def run_baseline(sc: Scenario, inputs: list[Path], work: Path, seed: int, poll_s: float) -> Measure:
@@ -251,6 +264,8 @@ def report(name: str, d: Measure, base_s: float, base_label: str, slots: int) ->
     floor = (calls.get("create", 0) + calls.get("get", 0)) / jobs  # the floor is 2
     print(f"  API calls per job {d.api_calls / jobs:.2f} (create + get {floor:.2f}) {calls}; "
           f"429s {d.rate_limited}")  # fmt: skip
+    if d.gaps is not None:
+        print("\n".join(report_gaps(d.gaps, slots, d.span_s)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,12 @@ alone while it certainly runs and polled densely where it most likely ends.
   done go first; the rest look again after ``retry_s``.
 * **Reserve**: ``reserve`` places of the route are never planned for polls, so a create or
   cancel sharing the route never waits behind them.
+* **Paced** (jobs waiting for a slot, ``Budget.backlog``): a done job unseen holds a slot
+  idle, so the calls go out at the supply's pace, one each ``1 / supply`` seconds after
+  ``Budget.last_sent_at``, to the running job likeliest done given its last answer (once
+  that chance reaches ``paced_min_p``): :meth:`PollPlanner.paced_plan`. The queue watch's
+  hint (``done_hint`` of ``hint_jobs`` surely done) raises those jobs' chances; the jobs it
+  shows running (``known_running``) wait ``watch_fallback_s`` after their last answer.
 * **Overdue**: past ``E + 2 sd`` the hazard is held (the model knows no better) and the
   interval is at least ``overdue_fraction x (e - E)``, up to ``policy.max_interval_s``.
 
@@ -91,6 +97,17 @@ class Budget:
     backlog: int = 0
     """Jobs waiting here for a slot: their polls are still to come, so the stock is spent
     at the sustained rate; with none, it may be spent at once."""
+    last_sent_at: float | None = None
+    """When the last poll was sent (monotonic; ``None``: none yet): the paced mode spaces
+    its polls ``1 / supply`` apart from it."""
+    done_hint: int = 0
+    """At least this many of ``hint_jobs`` are done at MVSEP, unseen (the account's count
+    of unfinished jobs: ``daemon.engine.queue_watch``): the paced mode's next poll goes to
+    the likeliest of them, whatever its threshold (never faster than its pace)."""
+    hint_jobs: frozenset[int] = frozenset()
+    known_running: frozenset[int] = frozenset()
+    """Jobs a fresh reading of the account showed all still running: the paced mode polls
+    them only ``watch_fallback_s`` after their last answer."""
 
 
 UNLIMITED = Budget(calls_left=10**6, cap=10**6)
@@ -139,9 +156,21 @@ class PollPlanner:
     places are not left unused while a result is probably waiting."""
     retry_s: float = 1.0
     """A due job left out for want of budget looks again after this (at least the floor)."""
+    paced: bool = True
+    """With a backlog (jobs waiting for a slot), spend the budget at the supply's pace on
+    the running job likeliest done (:meth:`paced_plan`) instead of by the price."""
+    paced_min_p: float = 0.05
+    """Paced mode: a running job is not polled before its chance of being done (since its
+    last answer) reaches this: a call no job is likely to use stays in the window."""
+
+    watch_fallback_s: float = 10.0
+    """Paced mode: a job the queue watch shows running is still polled this long after its
+    last answer (the watch is a hint, never the only way a done is seen)."""
 
     def plan(self, jobs: Iterable[JobView], budget: Budget, now: float) -> Plan:
         views = list(jobs)
+        if self.paced and budget.backlog > 0:
+            return self.paced_plan(views, budget, now)
         usable = max(0, budget.calls_left - self.reserve)
         price = self.price(views, self.supply(budget), now)
         tight = price > self.price_slack_s
@@ -168,6 +197,65 @@ class PollPlanner:
         for job_id in due[usable:]:
             due_at[job_id] = now + later
         return Plan(now, chosen, due_at, price, tight, prob)
+
+    def paced_plan(self, views: list[JobView], budget: Budget, now: float) -> Plan:
+        """Jobs wait for a slot, so every second a done job goes unseen holds one idle: one
+        running job is polled each ``1 / supply`` seconds (the pace the budget sustains,
+        from ``budget.last_sent_at``), the one likeliest done given its last answer
+        (an index policy: each call where it most likely frees a slot), once that chance
+        reaches ``paced_min_p`` and its floor (or, overdue, its backoff) has passed. Other
+        statuses keep their fixed delays."""
+        supply = self.supply(budget)
+        usable = max(0, budget.calls_left - self.reserve)
+        pace_s = self.retry_s if supply <= 0 else 1.0 / supply  # none: look again later
+        last_sent = budget.last_sent_at
+        slot = now if last_sent is None else max(now, last_sent + pace_s)
+        due_at: dict[int, float] = {}
+        prob: dict[int, float] = {}
+        fixed: list[int] = []
+        running: list[int] = []
+        for view in views:
+            prob[view.job_id] = done_probability(view, now)
+            last = view.started_at if view.last_poll_at is None else view.last_poll_at
+            if view.status not in RUNNING or _model(view)[0] is None:
+                first = view.last_poll_at is None and view.status not in RUNNING
+                delay = self.interval(view, self.price_slack_s, slack=True)
+                due_at[view.job_id] = now if first else last + delay
+                fixed.append(view.job_id)
+                continue
+            hinted = budget.done_hint > 0 and view.job_id in budget.hint_jobs
+            likely = -math.inf if hinted else self._likely_at(view)
+            if view.job_id in budget.known_running:
+                likely = max(likely, last + self.watch_fallback_s)
+            due_at[view.job_id] = max(slot, last + self._gap_s(view), likely)
+            running.append(view.job_id)
+        rank = _hinted(prob, running, budget)
+        chosen = [j for j in fixed if due_at[j] <= now][:usable]
+        ready = sorted((j for j in running if due_at[j] <= now), key=lambda j: (-rank[j], j))
+        if ready and len(chosen) < usable:
+            chosen.append(ready[0])
+        retry = now + max(pace_s, self.retry_s / 4)
+        for job_id in list(due_at):
+            if due_at[job_id] <= now and job_id not in chosen:
+                due_at[job_id] = retry
+        return Plan(now, tuple(chosen), due_at, self.price_slack_s, True, prob)
+
+    def _gap_s(self, view: JobView) -> float:
+        """Paced mode: the least gap after the last answer: the floor, and for an overdue
+        job (past ``E + 2 sd``: the model is wrong about it) ``overdue_fraction`` of its
+        lateness, up to ``policy.max_interval_s``."""
+        gap = self.floor_s(view)
+        mean, sd = _model(view)
+        e0 = _elapsed(view, None)
+        if mean is not None and e0 > mean + 2 * sd:
+            gap = max(gap, self.overdue_fraction * (e0 - mean))
+        return min(self.policy.max_interval_s, gap)
+
+    def _likely_at(self, view: JobView) -> float:
+        """When ``view``'s chance of being done since its last answer reaches
+        ``paced_min_p`` (overdue: at once)."""
+        at = _sure_at(view, self.paced_min_p)
+        return -math.inf if at is None else at
 
     def supply(self, budget: Budget) -> float:
         """Polls per second the budget affords. No backlog: the stock over ``horizon_s``.
@@ -248,6 +336,20 @@ def _sure_at(view: JobView, sure: float) -> float | None:
     f0 = _cdf(_elapsed(view, None), mean, sd)
     target = min(1.0 - 1e-9, f0 + sure * (1.0 - f0))
     return view.started_at + max(0.0, NormalDist(mean, sd).inv_cdf(target))
+
+
+def _hinted(prob: Mapping[int, float], running: list[int], budget: Budget) -> dict[int, float]:
+    """Each running job's chance of being done, raised for the jobs ``budget.done_hint``
+    of which are surely done: given that, job ``j`` is done with about ``k p_j / sum p``."""
+    rank = {j: prob[j] for j in running}
+    among = [j for j in running if j in budget.hint_jobs]
+    if budget.done_hint <= 0 or not among:
+        return rank
+    total = sum(prob[j] for j in among)
+    for j in among:
+        share = prob[j] / total if total > 0 else 1.0 / len(among)
+        rank[j] = max(rank[j], min(1.0, budget.done_hint * share))
+    return rank
 
 
 def _hazard(elapsed: float, mean: float, sd: float) -> float:

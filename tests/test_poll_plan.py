@@ -18,6 +18,7 @@ from daemon.poll_plan import (
 from daemon.polling import DurationEstimator, PollPolicy
 
 PLANNER = PollPlanner()
+PRICED = PollPlanner(paced=False)  # the price alone, backlog or not (the paced mode: below)
 SLACK = Budget(calls_left=58, cap=58)
 
 
@@ -110,8 +111,8 @@ def test_a_simulated_run_with_a_slack_budget_sees_each_done_within_two_seconds()
 
 def test_a_tight_budget_raises_the_price_and_spaces_the_polls() -> None:
     views = [view(i, last_poll_at=8.0) for i in range(10)]
-    slack = PLANNER.plan(views, SLACK, 8.0)
-    tight = PLANNER.plan(views, Budget(calls_left=6, cap=58, backlog=20), 8.0)
+    slack = PRICED.plan(views, SLACK, 8.0)
+    tight = PRICED.plan(views, Budget(calls_left=6, cap=58, backlog=20), 8.0)
     assert not slack.tight and tight.tight
     assert tight.price_s > slack.price_s
     assert all(tight.due_at[i] > slack.due_at[i] for i in range(10))
@@ -120,10 +121,10 @@ def test_a_tight_budget_raises_the_price_and_spaces_the_polls() -> None:
 def test_a_tight_budget_needs_fewer_gets_per_job_than_a_slack_one() -> None:
     durations = [10.0 + d for d in (-4.0, -2.5, -1.0, 0.0, 0.5, 1.5, 3.0, 4.5)]
     args = {"expected_s": 10.0, "spread_s": 3.0}
-    slack_polls, slack_lags = simulate(PLANNER, durations, calls_left=58, **args)
-    tight_polls, tight_lags = simulate(PLANNER, durations, calls_left=16, backlog=50, **args)
+    slack_polls, slack_lags = simulate(PRICED, durations, calls_left=58, **args)
+    tight_polls, tight_lags = simulate(PRICED, durations, calls_left=16, backlog=50, **args)
     assert sum(tight_polls) < sum(slack_polls)
-    assert sum(tight_polls) <= 16 - PLANNER.reserve
+    assert sum(tight_polls) <= 16 - PRICED.reserve
     assert max(slack_lags) <= max(tight_lags)
 
 

@@ -4,7 +4,9 @@
 follows from it (``downloading``, ``failed``, expired, a cancel at MVSEP). :class:`Polls`
 holds each queued job's timer; the next poll of every queued job comes from one pure plan
 over all of them and the pacer's ``get`` budget (``daemon.poll_plan.PollPlanner``) or, after
-an error, from ``daemon.engine.retry``. A healthy
+an error, from ``daemon.engine.retry``. While jobs wait for a slot, the queue watch
+(``daemon.engine.queue_watch``) reads the account's count of unfinished jobs and its
+readings go into that budget (``done_hint``, ``known_running``). A healthy
 job's timer is in memory (a restart polls every job at once, then adapts); a failing poll's
 streak is journaled (``attempts``, ``first_error_at``, ``next_attempt_at``: the job stays
 ``queued``), so that its backoff and its deadline continue across a restart.
@@ -18,18 +20,24 @@ counting again) AND the account's ``separation_history`` agrees (:func:`history_
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from daemon.engine import retry
 from daemon.engine.context import Context, ids, log
 from daemon.engine.dispose import fail
+from daemon.engine.queue_watch import MIN_JOBS, QueueWatch, Reading, done_hint, known_running
 from daemon.errors import ApiError, ApiNotFound, ApiRejected, RetryLater, WillNeverWork
 from daemon.jobs import Job, JobState, ResultFile
 from daemon.mvsep.client import HISTORY_MAX_LIMIT
 from daemon.mvsep.models import HistoryEntry, JobStatus
 from daemon.pacing import DurationEstimator, Pacer, PollPolicy
 from daemon.poll_plan import UNLIMITED, Budget, JobView, Plan, PollPlanner, censored_mean
+
+QUEUE_WATCH_S = 0.75
+"""Seconds between two reads of the account's unfinished jobs while jobs wait for a slot
+(80 a minute of the account route's 120; ``0`` turns the watch off)."""
 
 
 @dataclass
@@ -58,6 +66,7 @@ class Polls:
         policy: PollPolicy,
         estimator: DurationEstimator,
         planner: PollPlanner | None = None,
+        queue_watch_s: float = QUEUE_WATCH_S,
     ) -> None:
         self._ctx = ctx
         self._policy = policy
@@ -69,6 +78,19 @@ class Polls:
         self._sep_types: dict[int, int] = {}
         self.backlog = 0
         """Jobs waiting here for a slot (the scheduler sets it each pass): see ``Budget``."""
+        self.wake: Callable[[], None] | None = None
+        """Called when the queue watch finds a done job unseen (the scheduler's wake)."""
+        self._last_sent: float | None = None
+        self._reading: Reading | None = None
+        self._watch = QueueWatch(
+            read=self._unfinished_at_mvsep,
+            held=self._held,
+            on_reading=self._on_reading,
+            stopping=ctx.stopping,
+            interval_s=queue_watch_s,
+            clock=ctx.clock.monotonic,
+        )
+        self._fresh_s = 2 * queue_watch_s + 1.0  # a reading older than this says nothing
 
     def due_in(self, job: Job, now: float) -> float:
         """Seconds until ``job`` is due for a poll (0 or less: now); starts its timer."""
@@ -87,6 +109,7 @@ class Polls:
             due = max(timer.next_at, plan.due_at.get(job.id, now)) - now
             if due <= 0:
                 timer.polling = True
+                self._last_sent = now
                 self._plan = None  # the budget just changed
             return due
 
@@ -97,7 +120,39 @@ class Polls:
                 del self._timers[job_id]
         views = [self._view(job_id, t) for job_id, t in self._timers.items() if not t.polling]
         sent = len(self._timers) - len(views)  # dispatched: the pacer may not count them yet
+        if self.backlog > 0 and len(self._timers) >= MIN_JOBS:
+            self._watch.want()
         return self._planner.plan(views, self._budget(now, sent), now)
+
+    # -- the queue watch (daemon.engine.queue_watch) ------------------------------------------
+
+    def _unfinished_at_mvsep(self) -> int | None:
+        return self._ctx.client.user().current_queue
+
+    def _held(self) -> frozenset[int] | None:
+        """The jobs at MVSEP not seen done, while jobs wait for a slot (else None: no watch)."""
+        with self._lock:
+            if self.backlog <= 0 or len(self._timers) < MIN_JOBS:
+                return None
+            return frozenset(self._timers)
+
+    def _hint(self) -> tuple[int, frozenset[int]]:
+        live = frozenset(self._timers)
+        polling = frozenset(j for j, t in self._timers.items() if t.polling)
+        return done_hint(self._reading, live, polling)
+
+    def _known_running(self, now: float) -> frozenset[int]:
+        live = frozenset(self._timers)
+        polling = frozenset(j for j, t in self._timers.items() if t.polling)
+        return known_running(self._reading, live, polling, now, self._fresh_s)
+
+    def _on_reading(self, reading: Reading) -> None:
+        with self._lock:
+            self._reading = reading
+            self._plan = None
+            count, _ = self._hint()
+        if count > 0 and self.wake is not None:
+            self.wake()
 
     def _view(self, job_id: int, timer: PollTimer) -> JobView:
         sep_type = self._sep_types.get(job_id, 0)
@@ -124,11 +179,16 @@ class Polls:
         gate = self._ctx.client.counters.gate
         if not isinstance(gate, Pacer):
             return UNLIMITED
+        count, among = self._hint()
         return Budget(
             calls_left=max(0, gate.headroom("get", now) - sent),
             cap=gate.cap("get"),
             window_s=gate.span_s,
             backlog=self.backlog,
+            last_sent_at=self._last_sent,
+            done_hint=count,
+            hint_jobs=among,
+            known_running=self._known_running(now),
         )
 
     def _input_s(self, job: Job) -> float | None:

@@ -98,6 +98,7 @@ class Engine:
             estimator=estimator or DurationEstimator(),
         )
         self._cond = threading.Condition()
+        self._polls.wake = self.wake  # the queue watch found a done job unseen
         self._woken = False
         self._tasks: dict[int, _Task] = {}
         self._not_before: dict[int, float] = {}
