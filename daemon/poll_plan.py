@@ -166,6 +166,10 @@ class PollPlanner:
     watch_fallback_s: float = 10.0
     """Paced mode: a job the queue watch shows running is still polled this long after its
     last answer (the watch is a hint, never the only way a done is seen)."""
+    hint_burst: int = 3
+    """Paced mode, a job surely done (the watch's hint): up to this many of the likeliest
+    candidates are polled at once, beside the pace, from the calls above ``keep_fraction``
+    of the cap (found in one round trip, not one per pace)."""
 
     def plan(self, jobs: Iterable[JobView], budget: Budget, now: float) -> Plan:
         views = list(jobs)
@@ -211,6 +215,7 @@ class PollPlanner:
         last_sent = budget.last_sent_at
         slot = now if last_sent is None else max(now, last_sent + pace_s)
         due_at: dict[int, float] = {}
+        gap_at: dict[int, float] = {}
         prob: dict[int, float] = {}
         fixed: list[int] = []
         running: list[int] = []
@@ -227,18 +232,43 @@ class PollPlanner:
             likely = -math.inf if hinted else self._likely_at(view)
             if view.job_id in budget.known_running:
                 likely = max(likely, last + self.watch_fallback_s)
-            due_at[view.job_id] = max(slot, last + self._gap_s(view), likely)
+            gap_at[view.job_id] = last + self._gap_s(view)
+            due_at[view.job_id] = max(slot, gap_at[view.job_id], likely)
             running.append(view.job_id)
         rank = _hinted(prob, running, budget)
         chosen = [j for j in fixed if due_at[j] <= now][:usable]
         ready = sorted((j for j in running if due_at[j] <= now), key=lambda j: (-rank[j], j))
         if ready and len(chosen) < usable:
             chosen.append(ready[0])
+        for job_id in self._burst(budget, chosen, rank, gap_at, now):
+            chosen.append(job_id)
+            due_at[job_id] = now
         retry = now + max(pace_s, self.retry_s / 4)
         for job_id in list(due_at):
             if due_at[job_id] <= now and job_id not in chosen:
                 due_at[job_id] = retry
         return Plan(now, tuple(chosen), due_at, self.price_slack_s, True, prob)
+
+    def _burst(
+        self,
+        budget: Budget,
+        chosen: list[int],
+        rank: Mapping[int, float],
+        gap_at: Mapping[int, float],
+        now: float,
+    ) -> list[int]:
+        """A slot surely free (the watch's hint) and calls to spare above ``keep_fraction``
+        of the cap: the likeliest hinted jobs past their floor, up to ``hint_burst`` polled
+        now in all, beside the pace."""
+        if budget.done_hint <= 0:
+            return []
+        spare = budget.calls_left - self.reserve - math.ceil(self.keep_fraction * budget.cap)
+        candidates = sorted(
+            (j for j in gap_at if j in budget.hint_jobs and gap_at[j] <= now),
+            key=lambda j: (-rank[j], j),
+        )
+        room = min(self.hint_burst - sum(j in chosen for j in candidates), spare - len(chosen))
+        return [j for j in candidates if j not in chosen][: max(0, room)]
 
     def _gap_s(self, view: JobView) -> float:
         """Paced mode: the least gap after the last answer: the floor, and for an overdue

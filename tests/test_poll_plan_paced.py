@@ -1,6 +1,7 @@
 """Tests of the poll planner's paced mode (jobs wait for a slot) and the queue watch's hint,
 on a simulated clock (``now`` passed in): one get each ``1 / supply`` seconds, on the job
-likeliest done; a hint sends it to the jobs surely done among a few, never past the pace."""
+likeliest done; a hint sends it to the jobs surely done among a few (a few at once when
+calls are spare)."""
 
 from __future__ import annotations
 
@@ -59,16 +60,32 @@ def test_a_done_hint_sends_the_next_poll_to_a_job_below_the_threshold() -> None:
     although the model alone would not poll it yet."""
     views = [view(1, last_poll_at=12.0), view(2, last_poll_at=11.0)]
     assert PLANNER.plan(views, QUEUED, 12.5).poll_now == ()
-    hinted = Budget(calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1, 2}))
-    assert PLANNER.plan(views, hinted, 12.5).poll_now == (2,)
+    tight = Budget(calls_left=20, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1, 2}))
+    assert PLANNER.plan(views, tight, 12.5).poll_now == (2,)
+
+
+def test_a_done_hint_with_calls_to_spare_looks_at_the_likeliest_few_at_once() -> None:
+    """Above ``keep_fraction`` of the cap, a sure done is looked for in one round trip:
+    up to ``hint_burst`` candidates at once, likeliest first, beside the pace."""
+    views = [view(i, last_poll_at=10.0 - i / 10) for i in range(1, 6)]
+    hint = frozenset(range(1, 6))
+    spare = Budget(calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=hint,
+                   last_sent_at=12.4)  # fmt: skip
+    plan = PLANNER.plan(views, spare, 12.5)
+    assert len(plan.poll_now) == PLANNER.hint_burst
+    ranked = sorted(hint, key=lambda j: -plan.probability[j])
+    assert set(plan.poll_now) == set(ranked[: PLANNER.hint_burst])
+    no_hint = Budget(calls_left=40, cap=58, backlog=10, last_sent_at=12.4)
+    assert PLANNER.plan(views, no_hint, 12.5).poll_now == ()  # the pace holds without one
 
 
 def test_a_hint_about_other_jobs_changes_nothing_and_never_beats_the_pace() -> None:
     views = [view(1, last_poll_at=12.0)]
     elsewhere = Budget(calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({9}))
+    # (a hint about job 9 alone: job 1 is no candidate, even with calls to spare)
     assert PLANNER.plan(views, elsewhere, 12.5).poll_now == ()
-    just_sent = Budget(
-        calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1}), last_sent_at=12.4
+    just_sent = Budget(  # no calls to spare above keep_fraction of the cap: no burst
+        calls_left=20, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1}), last_sent_at=12.4
     )
     plan = PLANNER.plan(views, just_sent, 12.5)
     assert plan.poll_now == ()

@@ -27,7 +27,13 @@ from datetime import UTC, datetime
 from daemon.engine import retry
 from daemon.engine.context import Context, ids, log
 from daemon.engine.dispose import fail
-from daemon.engine.queue_watch import MIN_JOBS, QueueWatch, Reading, done_hint, known_running
+from daemon.engine.queue_watch import (
+    QueueWatch,
+    Reading,
+    done_hint,
+    known_running,
+    worth_watching,
+)
 from daemon.errors import ApiError, ApiNotFound, ApiRejected, RetryLater, WillNeverWork
 from daemon.jobs import Job, JobState, ResultFile
 from daemon.mvsep.client import HISTORY_MAX_LIMIT
@@ -120,7 +126,7 @@ class Polls:
                 del self._timers[job_id]
         views = [self._view(job_id, t) for job_id, t in self._timers.items() if not t.polling]
         sent = len(self._timers) - len(views)  # dispatched: the pacer may not count them yet
-        if self.backlog > 0 and len(self._timers) >= MIN_JOBS:
+        if self._worth_watching():
             self._watch.want()
         return self._planner.plan(views, self._budget(now, sent), now)
 
@@ -132,9 +138,15 @@ class Polls:
     def _held(self) -> frozenset[int] | None:
         """The jobs at MVSEP not seen done, while jobs wait for a slot (else None: no watch)."""
         with self._lock:
-            if self.backlog <= 0 or len(self._timers) < MIN_JOBS:
-                return None
-            return frozenset(self._timers)
+            return frozenset(self._timers) if self._worth_watching() else None
+
+    def _worth_watching(self) -> bool:
+        """(Under the lock.) Whether a read of the account can save ``get`` calls now."""
+        spreads = [
+            self._estimator.spread(self._sep_types.get(j, 0), input_s=t.input_s)
+            for j, t in self._timers.items()
+        ]
+        return worth_watching(self.backlog, spreads)
 
     def _hint(self) -> tuple[int, frozenset[int]]:
         live = frozenset(self._timers)
