@@ -60,12 +60,12 @@ def test_a_done_hint_sends_the_next_poll_to_a_job_below_the_threshold() -> None:
     although the model alone would not poll it yet."""
     views = [view(1, last_poll_at=12.0), view(2, last_poll_at=11.0)]
     assert PLANNER.plan(views, QUEUED, 12.5).poll_now == ()
-    tight = Budget(calls_left=20, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1, 2}))
+    tight = Budget(calls_left=6, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1, 2}))
     assert PLANNER.plan(views, tight, 12.5).poll_now == (2,)
 
 
 def test_a_done_hint_with_calls_to_spare_looks_at_the_likeliest_few_at_once() -> None:
-    """Above ``keep_fraction`` of the cap, a sure done is looked for in one round trip:
+    """Above ``hint_keep_fraction`` of the cap, a sure done is looked for in one round trip:
     up to ``hint_burst`` candidates at once, likeliest first, beside the pace."""
     views = [view(i, last_poll_at=10.0 - i / 10) for i in range(1, 6)]
     hint = frozenset(range(1, 6))
@@ -84,8 +84,8 @@ def test_a_hint_about_other_jobs_changes_nothing_and_never_beats_the_pace() -> N
     elsewhere = Budget(calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({9}))
     # (a hint about job 9 alone: job 1 is no candidate, even with calls to spare)
     assert PLANNER.plan(views, elsewhere, 12.5).poll_now == ()
-    just_sent = Budget(  # no calls to spare above keep_fraction of the cap: no burst
-        calls_left=20, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1}), last_sent_at=12.4
+    just_sent = Budget(  # no calls to spare above hint_keep_fraction: no burst
+        calls_left=6, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1}), last_sent_at=12.4
     )
     plan = PLANNER.plan(views, just_sent, 12.5)
     assert plan.poll_now == ()
@@ -109,3 +109,12 @@ def test_jobs_the_watch_shows_running_are_not_polled_until_the_fallback() -> Non
     plan = PLANNER.plan(views, running, 34.5)
     assert plan.poll_now == ()
     assert plan.due_at[1] >= 33.0 + PLANNER.watch_fallback_s
+
+
+def test_ends_known_to_a_second_are_met_by_the_price_mode_even_with_a_backlog() -> None:
+    """``Budget.paced`` False (the queue watch's rule: the held jobs' ends are certain):
+    the paced mode's one-per-pace would hold short jobs' slots; the price mode runs."""
+    views = [view(i, last_poll_at=30.0 + i / 10) for i in range(10)]
+    certain = Budget(calls_left=40, cap=58, backlog=10, paced=False)
+    assert PLANNER.plan(views, certain, 40.0).poll_now == PRICED.plan(views, QUEUED, 40.0).poll_now
+    assert len(PLANNER.plan(views, certain, 40.0).poll_now) == 10

@@ -201,6 +201,7 @@ class Polls:
             done_hint=count,
             hint_jobs=among,
             known_running=self._known_running(now),
+            paced=self._worth_watching(),
         )
 
     def _input_s(self, job: Job) -> float | None:
