@@ -172,10 +172,9 @@ class PollPlanner:
     last answer (the watch is a hint, never the only way a done is seen)."""
     hint_burst: int = 3
     """Paced mode, a job surely done (the watch's hint): up to this many of the likeliest
-    candidates are polled at once, beside the pace, from the calls above
-    ``hint_keep_fraction`` of the cap (found in one round trip, not one per pace)."""
-    hint_keep_fraction: float = 0.1
-    """A hint's burst leaves this fraction of the route's cap unspent."""
+    candidates are polled at once, beside the pace, from the calls above ``keep_fraction``
+    of the cap (found in one round trip, not one per pace; a burst from below it starved
+    the window later: 77 % slot use on 50 files, where 83-85 % without)."""
 
     def plan(self, jobs: Iterable[JobView], budget: Budget, now: float) -> Plan:
         views = list(jobs)
@@ -264,11 +263,11 @@ class PollPlanner:
         now: float,
     ) -> list[int]:
         """A slot surely free (the watch's hint) and calls to spare above
-        ``hint_keep_fraction`` of the cap: the likeliest hinted jobs past their floor, up
+        ``keep_fraction`` of the cap: the likeliest hinted jobs past their floor, up
         to ``hint_burst`` polled now in all, beside the pace."""
         if budget.done_hint <= 0:
             return []
-        spare = budget.calls_left - self.reserve - math.ceil(self.hint_keep_fraction * budget.cap)
+        spare = budget.calls_left - self.reserve - math.ceil(self.keep_fraction * budget.cap)
         candidates = sorted(
             (j for j in gap_at if j in budget.hint_jobs and gap_at[j] <= now),
             key=lambda j: (-rank[j], j),

@@ -65,7 +65,7 @@ def test_a_done_hint_sends_the_next_poll_to_a_job_below_the_threshold() -> None:
 
 
 def test_a_done_hint_with_calls_to_spare_looks_at_the_likeliest_few_at_once() -> None:
-    """Above ``hint_keep_fraction`` of the cap, a sure done is looked for in one round trip:
+    """Above ``keep_fraction`` of the cap, a sure done is looked for in one round trip:
     up to ``hint_burst`` candidates at once, likeliest first, beside the pace."""
     views = [view(i, last_poll_at=10.0 - i / 10) for i in range(1, 6)]
     hint = frozenset(range(1, 6))
@@ -84,7 +84,7 @@ def test_a_hint_about_other_jobs_changes_nothing_and_never_beats_the_pace() -> N
     elsewhere = Budget(calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({9}))
     # (a hint about job 9 alone: job 1 is no candidate, even with calls to spare)
     assert PLANNER.plan(views, elsewhere, 12.5).poll_now == ()
-    just_sent = Budget(  # no calls to spare above hint_keep_fraction: no burst
+    just_sent = Budget(  # no calls to spare above keep_fraction: no burst
         calls_left=6, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1}), last_sent_at=12.4
     )
     plan = PLANNER.plan(views, just_sent, 12.5)

@@ -29,7 +29,7 @@ MIN_JOBS = 2
 """The watch runs only while at least this many jobs are held at MVSEP: a read that
 covers one job only is a ``get`` on another route's budget."""
 
-MIN_SPREAD_S = 5.0
+MIN_SPREAD_S = 2.0
 """... and only while the held jobs' ends are uncertain by this much (the estimate's
 spread, on average): a job whose end is known to a second or two is found by about one
 ``get`` anyway, and a read beside it is a call spent for nothing (300 jobs of 2 s: 310
