@@ -71,15 +71,20 @@ class Requests:
         stopping, journal = self._ctx.stopping, self._ctx.journal
         files = journal_files(journal.path)
         seen: Stamp | None = None
+        settled = False  # ``seen`` held across two looks: a commit under way is done
         lock = threading.Lock()  # the poke's thread and this one
 
         def look(force: bool) -> bool:
-            """Wake the engine for a request it has not started; False: journal closed."""
-            nonlocal seen
+            """Wake the engine for a request it has not started; False: journal closed.
+            A stamp read while another connection's commit is being written can already
+            show its WAL frames before the commit is visible to a query: so after a change
+            the next look asks once more, and a poke (a writer closed) always asks."""
+            nonlocal seen, settled
             with lock:
                 stamp = files_stamp(files)  # before the query: a commit after it is seen
-                if stamp == seen and not force:
+                if stamp == seen and settled and not force:
                     return True  # nothing was committed since the last look: no query
+                settled = stamp == seen
                 seen = stamp
                 try:
                     pending = {r.id for r in journal.pending_requests()}
@@ -92,7 +97,7 @@ class Requests:
             return True
 
         poke = JournalPoke(journal.path)
-        every_s = LONGEST_IDLE_S if poke.start(functools.partial(look, False)) else LOOK_S
+        every_s = LONGEST_IDLE_S if poke.start(functools.partial(look, True)) else LOOK_S
         asked_at = time.monotonic()
         try:
             while not stopping.wait(every_s):
