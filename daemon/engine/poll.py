@@ -126,9 +126,10 @@ class Polls:
                 del self._timers[job_id]
         views = [self._view(job_id, t) for job_id, t in self._timers.items() if not t.polling]
         sent = len(self._timers) - len(views)  # dispatched: the pacer may not count them yet
-        if self._worth_watching():
+        watching = self._worth_watching()
+        if watching:
             self._watch.want()
-        return self._planner.plan(views, self._budget(now, sent), now)
+        return self._planner.plan(views, self._budget(now, sent, paced=watching), now)
 
     # -- the queue watch (daemon.engine.queue_watch) ------------------------------------------
 
@@ -148,15 +149,16 @@ class Polls:
         ]
         return worth_watching(self.backlog, spreads)
 
-    def _hint(self) -> tuple[int, frozenset[int]]:
-        live = frozenset(self._timers)
+    def _live_and_polling(self) -> tuple[frozenset[int], frozenset[int]]:
+        """The jobs held (not seen done) and those of them with a ``get`` in flight."""
         polling = frozenset(j for j, t in self._timers.items() if t.polling)
-        return done_hint(self._reading, live, polling)
+        return frozenset(self._timers), polling
+
+    def _hint(self) -> tuple[int, frozenset[int]]:
+        return done_hint(self._reading, *self._live_and_polling())
 
     def _known_running(self, now: float) -> frozenset[int]:
-        live = frozenset(self._timers)
-        polling = frozenset(j for j, t in self._timers.items() if t.polling)
-        return known_running(self._reading, live, polling, now, self._fresh_s)
+        return known_running(self._reading, *self._live_and_polling(), now, self._fresh_s)
 
     def _on_reading(self, reading: Reading) -> None:
         with self._lock:
@@ -185,7 +187,7 @@ class Polls:
             last_poll_at=timer.last_poll_at,
         )
 
-    def _budget(self, now: float, sent: int) -> Budget:
+    def _budget(self, now: float, sent: int, *, paced: bool) -> Budget:
         """The ``get`` route's budget in the client's pacer (none: it never binds). The
         pacer reads ``now`` as its own clock's: one clock in the daemon."""
         gate = self._ctx.client.counters.gate
@@ -201,7 +203,7 @@ class Polls:
             done_hint=count,
             hint_jobs=among,
             known_running=self._known_running(now),
-            paced=self._worth_watching(),
+            paced=paced,
         )
 
     def _input_s(self, job: Job) -> float | None:
