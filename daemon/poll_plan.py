@@ -35,8 +35,9 @@ alone while it certainly runs and polled densely where it most likely ends.
   idle, so the calls go out at the supply's pace, one each ``1 / supply`` seconds after
   ``Budget.last_sent_at``, to the running job likeliest done given its last answer (once
   that chance reaches ``paced_min_p``): :meth:`PollPlanner.paced_plan`. The queue watch's
-  hint (``done_hint`` of ``hint_jobs`` surely done) raises those jobs' chances; the jobs it
-  shows running (``known_running``) wait ``watch_fallback_s`` after their last answer.
+  hint (``done_hint`` of ``hint_jobs`` surely done) starts a search, one candidate at a
+  time, likeliest first, beside the pace; the jobs it shows running (``known_running``)
+  wait ``watch_fallback_s`` after their last answer, and only spare calls poll them.
 * **Overdue**: past ``E + 2 sd`` the hazard is held (the model knows no better) and the
   interval is at least ``overdue_fraction x (e - E)``, up to ``policy.max_interval_s``.
 
@@ -82,6 +83,9 @@ class JobView:
     """Its standard deviation (``DurationEstimator.spread``)."""
     last_poll_at: float | None = None
     """When the last answer (not done) arrived; ``None``: never polled."""
+    running_at: float | None = None
+    """When a reading of the account (the queue watch) last showed it running (with every
+    other job it held): which of the jobs a later reading finds done is judged from here."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,14 +171,13 @@ class PollPlanner:
     """Paced mode: a running job is not polled before its chance of being done (since its
     last answer) reaches this: a call no job is likely to use stays in the window."""
 
-    watch_fallback_s: float = 10.0
+    watch_fallback_s: float = 30.0
     """Paced mode: a job the queue watch shows running is still polled this long after its
     last answer (the watch is a hint, never the only way a done is seen)."""
-    hint_burst: int = 3
-    """Paced mode, a job surely done (the watch's hint): up to this many of the likeliest
-    candidates are polled at once, beside the pace, from the calls above ``keep_fraction``
-    of the cap (found in one round trip, not one per pace; a burst from below it starved
-    the window later: 77 % slot use on 50 files, where 83-85 % without)."""
+    fallback_fraction: float = 0.75
+    """Paced mode: a job the watch shows running gets its fallback poll only while more
+    than this fraction of the route's cap is left (polling every held job every
+    ``watch_fallback_s`` would take all of a tight window: 10 jobs, 30 a minute)."""
 
     def plan(self, jobs: Iterable[JobView], budget: Budget, now: float) -> Plan:
         views = list(jobs)
@@ -213,17 +216,26 @@ class PollPlanner:
         from ``budget.last_sent_at``), the one likeliest done given its last answer
         (an index policy: each call where it most likely frees a slot), once that chance
         reaches ``paced_min_p`` and its floor (or, overdue, its backoff) has passed. Other
-        statuses keep their fixed delays."""
+        statuses keep their fixed delays.
+
+        The queue watch's readings change two things. A job surely done among
+        ``hint_jobs`` is looked for at once, whatever the pace: the likeliest candidate
+        (:func:`_hinted`), then, if that one still runs, the next (the hint holds while a
+        candidate's ``get`` is in flight, so the search is one call at a time: about two
+        per done job). A job a fresh reading shows running (``known_running``) is only
+        polled ``watch_fallback_s`` after its last answer, and then only from calls above
+        ``fallback_fraction`` of the cap: a safety net that never takes a search's call."""
         supply = self.supply(budget)
         usable = max(0, budget.calls_left - self.reserve)
         pace_s = self.retry_s if supply <= 0 else 1.0 / supply  # none: look again later
         last_sent = budget.last_sent_at
         slot = now if last_sent is None else max(now, last_sent + pace_s)
+        spare = usable - math.ceil(self.fallback_fraction * budget.cap) > 0
         due_at: dict[int, float] = {}
-        gap_at: dict[int, float] = {}
         prob: dict[int, float] = {}
         fixed: list[int] = []
         running: list[int] = []
+        hinted: list[int] = []
         for view in views:
             prob[view.job_id] = done_probability(view, now)
             last = view.started_at if view.last_poll_at is None else view.last_poll_at
@@ -233,47 +245,30 @@ class PollPlanner:
                 due_at[view.job_id] = now if first else last + delay
                 fixed.append(view.job_id)
                 continue
-            hinted = budget.done_hint > 0 and view.job_id in budget.hint_jobs
-            likely = -math.inf if hinted else self._likely_at(view)
+            gap_at = last + self._gap_s(view)
+            if budget.done_hint > 0 and view.job_id in budget.hint_jobs:
+                due_at[view.job_id] = gap_at
+                hinted.append(view.job_id)
+                continue
+            likely = self._likely_at(view)
             if view.job_id in budget.known_running:
-                likely = max(likely, last + self.watch_fallback_s)
-            gap_at[view.job_id] = last + self._gap_s(view)
-            due_at[view.job_id] = max(slot, gap_at[view.job_id], likely)
+                fallback_at = last + self.watch_fallback_s
+                likely = max(likely, fallback_at if spare else now + self.watch_fallback_s)
+            due_at[view.job_id] = max(slot, gap_at, likely)
             running.append(view.job_id)
-        rank = _hinted(prob, running, budget)
+        rank = _hinted(views, prob, running + hinted, budget, now)
         chosen = [j for j in fixed if due_at[j] <= now][:usable]
+        search = sorted((j for j in hinted if due_at[j] <= now), key=lambda j: (-rank[j], j))
+        if search and len(chosen) < usable:
+            chosen.append(search[0])  # a slot is surely free: no waiting for the pace
         ready = sorted((j for j in running if due_at[j] <= now), key=lambda j: (-rank[j], j))
         if ready and len(chosen) < usable:
             chosen.append(ready[0])
-        for job_id in self._burst(budget, chosen, rank, gap_at, now):
-            chosen.append(job_id)
-            due_at[job_id] = now
         retry = now + max(pace_s, self.retry_s / 4)
         for job_id in list(due_at):
             if due_at[job_id] <= now and job_id not in chosen:
                 due_at[job_id] = retry
         return Plan(now, tuple(chosen), due_at, self.price_slack_s, True, prob)
-
-    def _burst(
-        self,
-        budget: Budget,
-        chosen: list[int],
-        rank: Mapping[int, float],
-        gap_at: Mapping[int, float],
-        now: float,
-    ) -> list[int]:
-        """A slot surely free (the watch's hint) and calls to spare above
-        ``keep_fraction`` of the cap: the likeliest hinted jobs past their floor, up
-        to ``hint_burst`` polled now in all, beside the pace."""
-        if budget.done_hint <= 0:
-            return []
-        spare = budget.calls_left - self.reserve - math.ceil(self.keep_fraction * budget.cap)
-        candidates = sorted(
-            (j for j in gap_at if j in budget.hint_jobs and gap_at[j] <= now),
-            key=lambda j: (-rank[j], j),
-        )
-        room = min(self.hint_burst - sum(j in chosen for j in candidates), spare - len(chosen))
-        return [j for j in candidates if j not in chosen][: max(0, room)]
 
     def _gap_s(self, view: JobView) -> float:
         """Paced mode: the least gap after the last answer: the floor, and for an overdue
@@ -373,16 +368,27 @@ def _sure_at(view: JobView, sure: float) -> float | None:
     return view.started_at + max(0.0, NormalDist(mean, sd).inv_cdf(target))
 
 
-def _hinted(prob: Mapping[int, float], running: list[int], budget: Budget) -> dict[int, float]:
+def _hinted(
+    views: list[JobView],
+    prob: Mapping[int, float],
+    running: list[int],
+    budget: Budget,
+    now: float,
+) -> dict[int, float]:
     """Each running job's chance of being done, raised for the jobs ``budget.done_hint``
-    of which are surely done: given that, job ``j`` is done with about ``k p_j / sum p``."""
+    of which are surely done: given that, job ``j`` is done with about ``k p_j / sum p``,
+    ``p_j`` its chance of having ended since it was last known running (its last answer
+    or an account reading that showed it running, ``JobView.running_at``): a job polled
+    long ago but seen running by the watch a second ago is not the likely one."""
     rank = {j: prob[j] for j in running}
     among = [j for j in running if j in budget.hint_jobs]
     if budget.done_hint <= 0 or not among:
         return rank
-    total = sum(prob[j] for j in among)
+    by_id = {v.job_id: v for v in views}
+    since = {j: done_probability(by_id[j], now, since=by_id[j].running_at) for j in among}
+    total = sum(since.values())
     for j in among:
-        share = prob[j] / total if total > 0 else 1.0 / len(among)
+        share = since[j] / total if total > 0 else 1.0 / len(among)
         rank[j] = max(rank[j], min(1.0, budget.done_hint * share))
     return rank
 
@@ -434,14 +440,17 @@ def _cdf(x: float, mean: float, sd: float) -> float:
     return 0.5 * (1.0 + math.erf((x - mean) / (sd * math.sqrt(2.0))))
 
 
-def done_probability(view: JobView, now: float) -> float:
-    """Chance that a ``get`` at ``now`` sees ``view`` done, given its last poll did not."""
+def done_probability(view: JobView, now: float, *, since: float | None = None) -> float:
+    """Chance that a ``get`` at ``now`` sees ``view`` done, given its last poll did not
+    (and, with ``since``, that it still ran then, if that is later)."""
     if view.status not in RUNNING:
         return 0.0 if view.status == "waiting" else 0.5
     mean, sd = _model(view)
     if mean is None:
         return 0.5
     e0, e = _elapsed(view, None), _elapsed(view, now)
+    if since is not None:
+        e0 = max(e0, min(e, since - view.started_at))
     survive = 1.0 - _cdf(e0, mean, sd)
     if survive < 1e-6:  # far overdue: the model says nothing; treat as likely
         return 1.0

@@ -1,7 +1,8 @@
 """Tests of the poll planner's paced mode (jobs wait for a slot) and the queue watch's hint,
 on a simulated clock (``now`` passed in): one get each ``1 / supply`` seconds, on the job
-likeliest done; a hint sends it to the jobs surely done among a few (a few at once when
-calls are spare)."""
+likeliest done; a hint starts a search among the jobs one of which is surely done (one
+candidate at a time, beside the pace); jobs the watch shows running wait for a fallback
+poll from spare calls."""
 
 from __future__ import annotations
 
@@ -64,32 +65,42 @@ def test_a_done_hint_sends_the_next_poll_to_a_job_below_the_threshold() -> None:
     assert PLANNER.plan(views, tight, 12.5).poll_now == (2,)
 
 
-def test_a_done_hint_with_calls_to_spare_looks_at_the_likeliest_few_at_once() -> None:
-    """Above ``keep_fraction`` of the cap, a sure done is looked for in one round trip:
-    up to ``hint_burst`` candidates at once, likeliest first, beside the pace."""
+def test_a_done_hint_starts_a_search_one_candidate_at_a_time_beside_the_pace() -> None:
+    """A slot is surely free: the likeliest candidate is polled at once, though a poll was
+    just sent (the pace would wait), and only one (the hint holds while its get is in
+    flight: the engine leaves a polling job out of the hint, so the next plan goes on)."""
     views = [view(i, last_poll_at=10.0 - i / 10) for i in range(1, 6)]
     hint = frozenset(range(1, 6))
-    spare = Budget(calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=hint,
-                   last_sent_at=12.4)  # fmt: skip
-    plan = PLANNER.plan(views, spare, 12.5)
-    assert len(plan.poll_now) == PLANNER.hint_burst
-    ranked = sorted(hint, key=lambda j: -plan.probability[j])
-    assert set(plan.poll_now) == set(ranked[: PLANNER.hint_burst])
+    budget = Budget(calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=hint,
+                    last_sent_at=12.4)  # fmt: skip
+    plan = PLANNER.plan(views, budget, 12.5)
+    ranked = sorted(hint, key=lambda j: (-plan.probability[j], j))
+    assert plan.poll_now == (ranked[0],)
     no_hint = Budget(calls_left=40, cap=58, backlog=10, last_sent_at=12.4)
     assert PLANNER.plan(views, no_hint, 12.5).poll_now == ()  # the pace holds without one
 
 
-def test_a_hint_about_other_jobs_changes_nothing_and_never_beats_the_pace() -> None:
+def test_the_search_judges_a_candidate_from_when_the_watch_last_saw_it_running() -> None:
+    """Job 1 was last polled long ago, so on its own answers it is the likelier done; but a
+    reading of the account at 12.0 showed it running, and job 2 was not in that reading:
+    job 2 is the likely one, and is looked at first."""
+    views = [view(1, last_poll_at=5.0), view(2, last_poll_at=10.0)]
+    hint = Budget(calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1, 2}))
+    assert PLANNER.plan(views, hint, 12.5).poll_now == (1,)
+    seen = [view(1, last_poll_at=5.0, running_at=12.0), view(2, last_poll_at=10.0)]
+    assert PLANNER.plan(seen, hint, 12.5).poll_now == (2,)
+
+
+def test_a_hint_about_other_jobs_changes_nothing_and_a_search_needs_a_call() -> None:
     views = [view(1, last_poll_at=12.0)]
     elsewhere = Budget(calls_left=40, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({9}))
     # (a hint about job 9 alone: job 1 is no candidate, even with calls to spare)
     assert PLANNER.plan(views, elsewhere, 12.5).poll_now == ()
-    just_sent = Budget(  # no calls to spare above keep_fraction: no burst
-        calls_left=6, cap=58, backlog=10, done_hint=1, hint_jobs=frozenset({1}), last_sent_at=12.4
-    )
-    plan = PLANNER.plan(views, just_sent, 12.5)
-    assert plan.poll_now == ()
-    assert plan.due_at[1] >= 12.4 + 1.0 / PLANNER.supply(just_sent) - 1e-9
+    spent = Budget(calls_left=PLANNER.reserve, cap=58, backlog=10, done_hint=1,
+                   hint_jobs=frozenset({1}))  # fmt: skip
+    plan = PLANNER.plan(views, spent, 12.5)
+    assert plan.poll_now == ()  # the reserve is never spent on polls, a search's included
+    assert 12.5 < plan.due_at[1] <= 12.5 + PLANNER.retry_s + 1e-9
 
 
 def test_no_calls_left_means_no_poll_and_a_look_again_soon() -> None:
@@ -105,10 +116,25 @@ def test_jobs_the_watch_shows_running_are_not_polled_until_the_fallback() -> Non
     is saved until ``watch_fallback_s`` after its last answer (the watch may be wrong)."""
     views = [view(1, last_poll_at=33.0)]
     assert PLANNER.plan(views, QUEUED, 34.5).poll_now == (1,)
-    running = Budget(calls_left=40, cap=58, backlog=10, known_running=frozenset({1}))
+    running = Budget(calls_left=50, cap=58, backlog=10, known_running=frozenset({1}))
     plan = PLANNER.plan(views, running, 34.5)
     assert plan.poll_now == ()
     assert plan.due_at[1] >= 33.0 + PLANNER.watch_fallback_s
+    at_fallback = 33.0 + PLANNER.watch_fallback_s
+    assert PLANNER.plan(views, running, at_fallback).poll_now == (1,)
+
+
+def test_the_fallback_poll_of_a_job_shown_running_takes_only_spare_calls() -> None:
+    """Below ``fallback_fraction`` of the cap the calls are kept for searches: a held job
+    the watch shows running is not polled even past its fallback (ten such jobs every
+    ``watch_fallback_s`` took a tight window: done jobs waited 15 s for a call)."""
+    views = [view(1, last_poll_at=33.0)]
+    at_fallback = 33.0 + PLANNER.watch_fallback_s + 1.0
+    left = int(PLANNER.fallback_fraction * 58)  # not above the fraction
+    tight = Budget(calls_left=left, cap=58, backlog=10, known_running=frozenset({1}))
+    plan = PLANNER.plan(views, tight, at_fallback)
+    assert plan.poll_now == ()
+    assert plan.due_at[1] > at_fallback
 
 
 def test_ends_known_to_a_second_are_met_by_the_price_mode_even_with_a_backlog() -> None:

@@ -120,6 +120,29 @@ def test_a_fresh_reading_with_none_done_marks_its_jobs_running() -> None:
     assert known_running(some_done, live, none, 10.5, fresh_s=2.5) == frozenset()
 
 
+def test_a_count_above_our_jobs_shows_none_of_them_running() -> None:
+    """Three unfinished for our two: a job not ours (another client on the token, a create
+    answered after the read) is in the count, and it may stand in for one of ours done."""
+    crowded = Reading(jobs=frozenset({1, 2}), unfinished=3, sent_at=10.0)
+    live = frozenset({1, 2})
+    assert known_running(crowded, live, frozenset(), 10.5, fresh_s=2.5) == frozenset()
+    assert done_hint(crowded, live, frozenset()) == (0, frozenset({1, 2}))
+
+
+def test_the_watch_reads_no_faster_than_its_route_allows() -> None:
+    """At 60 a minute on the account route, 0.75 s between reads would spend the window in
+    45 s and then wait at the pacer with no reading: the gap follows the route's limit."""
+    stopping = threading.Event()
+    watch = QueueWatch(read=lambda: 0, held=lambda: None, on_reading=lambda r: None,
+                       stopping=stopping, interval_s=0.75, clock=lambda: 0.0,
+                       least_gap_s=lambda: 60.0 / 56)  # fmt: skip
+    assert watch.gap_s() == 60.0 / 56
+    fast = QueueWatch(read=lambda: 0, held=lambda: None, on_reading=lambda r: None,
+                      stopping=stopping, interval_s=0.75, clock=lambda: 0.0,
+                      least_gap_s=lambda: 60.0 / 116)  # fmt: skip
+    assert fast.gap_s() == 0.75
+
+
 def test_a_read_that_cannot_be_made_ends_the_watch_quietly() -> None:
     """A closed client (the engine stopping under it) raises RuntimeError: the thread ends
     without an unhandled exception and is not started again."""

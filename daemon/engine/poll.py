@@ -45,6 +45,10 @@ QUEUE_WATCH_S = 0.75
 """Seconds between two reads of the account's unfinished jobs while jobs wait for a slot
 (80 a minute of the account route's 120; ``0`` turns the watch off)."""
 
+WATCH_SPARE = 2
+"""Places of the account route the watch leaves to other reads (balance, ``status``): at
+60 a minute it reads every ~1.07 s, at 120 every ``QUEUE_WATCH_S``."""
+
 
 @dataclass
 class PollTimer:
@@ -53,6 +57,7 @@ class PollTimer:
     input_s: float | None = None  # the input's duration (the estimator's prior)
     status: JobStatus | None = None  # the last answer
     last_poll_at: float | None = None  # monotonic: when that answer came
+    running_at: float | None = None  # monotonic: a reading of the account showed it running
     visited_at: float = 0.0  # monotonic: the scheduler's last look (stale timers go)
     polling: bool = False  # dispatched, not answered yet
     not_found: int = 0  # not_found answers since the last status (see ExpiryPolicy)
@@ -95,8 +100,8 @@ class Polls:
             stopping=ctx.stopping,
             interval_s=queue_watch_s,
             clock=ctx.clock.monotonic,
+            least_gap_s=self._watch_gap_s,
         )
-        self._fresh_s = 2 * queue_watch_s + 1.0  # a reading older than this says nothing
 
     def due_in(self, job: Job, now: float) -> float:
         """Seconds until ``job`` is due for a poll (0 or less: now); starts its timer."""
@@ -158,13 +163,24 @@ class Polls:
         return done_hint(self._reading, *self._live_and_polling())
 
     def _known_running(self, now: float) -> frozenset[int]:
-        return known_running(self._reading, *self._live_and_polling(), now, self._fresh_s)
+        fresh_s = 2 * self._watch.gap_s() + 1.0  # a reading older than this says nothing
+        return known_running(self._reading, *self._live_and_polling(), now, fresh_s)
+
+    def _watch_gap_s(self) -> float:
+        """The least gap between two reads of the account that its route's limit keeps up
+        (``WATCH_SPARE`` places left for the other reads of the account)."""
+        gate = self._ctx.client.counters.gate
+        if not isinstance(gate, Pacer):
+            return 0.0
+        return gate.span_s / max(1, gate.cap("user") - WATCH_SPARE)
 
     def _on_reading(self, reading: Reading) -> None:
         with self._lock:
             self._reading = reading
             self._plan = None
             count, _ = self._hint()
+            for job_id in known_running(reading, *self._live_and_polling(), reading.sent_at, 1.0):
+                self._timers[job_id].running_at = reading.sent_at
         if count > 0 and self.wake is not None:
             self.wake()
 
@@ -185,6 +201,7 @@ class Polls:
             expected_s=self._estimator.expected(sep_type, input_s=timer.input_s),
             spread_s=self._estimator.spread(sep_type, input_s=timer.input_s),
             last_poll_at=timer.last_poll_at,
+            running_at=timer.running_at,
         )
 
     def _budget(self, now: float, sent: int, *, paced: bool) -> Budget:

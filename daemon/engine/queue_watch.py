@@ -3,7 +3,8 @@
 ``/api/app/user`` answers ``current_queue``, the account's unfinished separations. It is
 on the account route, a rate window of its own (120 a minute, beside the 60 of ``get``),
 so while jobs wait here for a slot (the moment a done job goes unseen, a slot idles) the
-watch reads it every ``interval_s`` (with at least ``MIN_JOBS`` held: for one job a
+watch reads it every ``interval_s``, or as often as the route's limit allows evenly
+(:meth:`QueueWatch.gap_s`; with at least ``MIN_JOBS`` held: for one job a
 ``get`` answers the same question). When the count is below the jobs we hold at MVSEP
 (not seen done yet), that many of them are done: the poll planner spends its next ``get``
 calls on the likeliest of them (``Budget.done_hint``); while a fresh reading shows none
@@ -79,12 +80,14 @@ def known_running(
     fresh_s: float,
 ) -> frozenset[int]:
     """PURE: the jobs a reading sent less than ``fresh_s`` ago shows all still running
-    (none of its jobs done): a ``get`` of one of them now would almost surely be wasted."""
+    (the count is exactly its jobs: none done, none not ours): a ``get`` of one of them now
+    would almost surely be wasted. A count above its jobs (another client's job on the
+    token, a create answered after the read was sent) could hide a done: it shows nothing."""
     if reading is None or now - reading.sent_at > fresh_s:
         return frozenset()
     count, among = done_hint(reading, live, polling)
-    if count > 0 or reading.unfinished < len(reading.jobs):
-        return frozenset()
+    if count > 0 or reading.unfinished != len(reading.jobs):
+        return frozenset()  # some done, or jobs not ours in the count (one may hide a done)
     return among
 
 
@@ -101,6 +104,7 @@ class QueueWatch:
         stopping: threading.Event,
         interval_s: float,
         clock: Callable[[], float],
+        least_gap_s: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._clock = clock
         self._read = read
@@ -108,9 +112,16 @@ class QueueWatch:
         self._on_reading = on_reading
         self._stopping = stopping
         self._interval_s = interval_s
+        self._least_gap_s = least_gap_s
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped_by_error = False
+
+    def gap_s(self) -> float:
+        """Seconds between two reads: ``interval_s``, or more where the account route's
+        limit allows fewer (``least_gap_s``: reads spread evenly over its window, never a
+        burst that then waits a quarter of a minute at the pacer with no reading at all)."""
+        return max(self._interval_s, self._least_gap_s())
 
     def want(self) -> None:
         """Make sure the thread runs (cheap when it does)."""
@@ -132,7 +143,7 @@ class QueueWatch:
                 self._read_once(jobs)
                 if self._stopped_by_error:
                     return
-                self._stopping.wait(self._interval_s)
+                self._stopping.wait(self.gap_s())
         finally:
             with self._lock:
                 self._thread = None
